@@ -1,0 +1,133 @@
+//! Blob encoding: compress if it helps, then seal with the blob's type and id
+//! bound in as associated data.
+//!
+//! Binding the id means a blob copied to another place in a pack, or a tree
+//! blob swapped for a data blob, fails to authenticate: what `decode` returns
+//! is exactly what was stored under that id.
+
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use serde::{Deserialize, Serialize};
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum BlobType {
+    /// File content (a chunk).
+    Data = 0,
+    /// A directory listing ([`crate::tree::Tree`]).
+    Tree = 1,
+}
+
+impl BlobType {
+    /// Lower-case name for messages and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobType::Data => "data",
+            BlobType::Tree => "tree",
+        }
+    }
+}
+
+/// Largest plaintext a blob may declare; bounds memory when decoding hostile input.
+pub const MAX_BLOB_SIZE: usize = 512 * 1024 * 1024;
+
+const AAD_PREFIX: &[u8; 8] = b"CAIRNBL1";
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+
+fn aad(kind: BlobType, id: &Id) -> [u8; 41] {
+    let mut a = [0u8; 41];
+    a[..8].copy_from_slice(AAD_PREFIX);
+    a[8] = kind as u8;
+    a[9..].copy_from_slice(&id.0);
+    a
+}
+
+/// Encodes a blob whose id is already known. `level` 0 disables compression.
+pub fn encode(
+    key: &MasterKey,
+    kind: BlobType,
+    id: &Id,
+    plaintext: &[u8],
+    level: i32,
+) -> Result<Vec<u8>> {
+    let mut inner = Vec::with_capacity(plaintext.len() + 5);
+    if level != 0
+        && plaintext.len() >= 64
+        && let Ok(c) = zstd::bulk::compress(plaintext, level)
+        && c.len() + 5 < plaintext.len()
+    {
+        inner.push(ZSTD);
+        inner.extend_from_slice(&(plaintext.len() as u32).to_le_bytes());
+        inner.extend_from_slice(&c);
+    }
+    if inner.is_empty() {
+        inner.push(RAW);
+        inner.extend_from_slice(plaintext);
+    }
+    key.seal(&aad(kind, id), &inner)
+}
+
+/// Decodes and authenticates a blob and checks its id against the plaintext.
+/// `what` names the blob's location for error messages.
+pub fn decode(
+    key: &MasterKey,
+    kind: BlobType,
+    id: &Id,
+    sealed: &[u8],
+    what: &str,
+) -> Result<Vec<u8>> {
+    let inner = key.open(&aad(kind, id), sealed, what)?;
+    let plain = match inner.first() {
+        Some(&RAW) => inner[1..].to_vec(),
+        Some(&ZSTD) => {
+            if inner.len() < 5 {
+                return Err(Error::corrupt(what, "compressed blob too short"));
+            }
+            let raw_len = u32::from_le_bytes([inner[1], inner[2], inner[3], inner[4]]) as usize;
+            if raw_len > MAX_BLOB_SIZE {
+                return Err(Error::corrupt(
+                    what,
+                    format!("blob declares {raw_len} bytes"),
+                ));
+            }
+            let out = zstd::bulk::decompress(&inner[5..], raw_len)
+                .map_err(|e| Error::corrupt(what, format!("decompression failed: {e}")))?;
+            if out.len() != raw_len {
+                return Err(Error::corrupt(what, "decompressed length mismatch"));
+            }
+            out
+        }
+        _ => return Err(Error::corrupt(what, "unknown blob compression")),
+    };
+    if key.blob_id(&plain) != *id {
+        return Err(Error::corrupt(
+            what,
+            format!("blob {} content does not match its id", id.short()),
+        ));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_compressed_and_raw() {
+        let key = MasterKey::generate().unwrap();
+        for data in [vec![0u8; 10000], (0..=255u8).collect::<Vec<_>>(), vec![]] {
+            let id = key.blob_id(&data);
+            let enc = encode(&key, BlobType::Data, &id, &data, 3).unwrap();
+            assert_eq!(decode(&key, BlobType::Data, &id, &enc, "t").unwrap(), data);
+            assert!(decode(&key, BlobType::Tree, &id, &enc, "t").is_err());
+            let other = key.blob_id(b"x");
+            assert!(decode(&key, BlobType::Data, &other, &enc, "t").is_err());
+        }
+        let zeros = vec![0u8; 10000];
+        let id = key.blob_id(&zeros);
+        assert!(encode(&key, BlobType::Data, &id, &zeros, 3).unwrap().len() < 1000);
+    }
+}

@@ -1,0 +1,68 @@
+//! Navigating a snapshot's trees by path (for `ls`, `dump` and `restore`).
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::tree::{Node, NodeKind};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Splits a snapshot path like `/home/me/file` into components; `.` and
+/// empty components are ignored, `..` is refused.
+pub fn components(path: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n.as_bytes().to_vec()),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "{path}: '..' is not allowed in a snapshot path"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the node at `path` in the tree `root`. The root itself is returned
+/// as a synthetic directory node named `/`.
+pub fn lookup(repo: &Repository, root: &Id, path: &str) -> Result<Node> {
+    let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
+    node.subtree = Some(*root);
+    node.mode = 0o755;
+    for comp in components(path)? {
+        let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+            return Err(Error::PathNotFound(path.to_string()));
+        };
+        let tree = repo.load_tree(&sub)?;
+        node = tree
+            .get(&comp)
+            .cloned()
+            .ok_or_else(|| Error::PathNotFound(path.to_string()))?;
+    }
+    Ok(node)
+}
+
+/// Calls `f` for every node below the directory tree `id`, depth first,
+/// with its full path (`prefix` joined with the names). Returning `false`
+/// from `f` skips a directory's contents.
+pub fn walk(
+    repo: &Repository,
+    id: &Id,
+    prefix: &Path,
+    f: &mut dyn FnMut(&Path, &Node) -> bool,
+) -> Result<()> {
+    let tree = repo.load_tree(id)?;
+    for node in &tree.nodes {
+        let path: PathBuf = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
+        let descend = f(&path, node);
+        if descend
+            && node.kind == NodeKind::Dir
+            && let Some(sub) = &node.subtree
+        {
+            walk(repo, sub, &path, f)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! One function per command: parse the arguments into library calls.
+
+use super::args::*;
+use super::output::{self, bytes};
+use super::password;
+use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
+use anyhow::{Context, Result, anyhow, bail};
+use cairn::Id;
+use cairn::backend::{FileKind, LocalBackend};
+use cairn::chunker::ChunkerParams;
+use cairn::crypto::KdfParams;
+use cairn::keyfile::KeyFile;
+use cairn::repo::{InitOptions, Repository};
+use cairn::snapshot::{Snapshot, SnapshotFilter};
+use cairn::tree::NodeKind;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Runs the parsed command; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => init(g, a),
+        Command::Backup(a) => backup(g, a),
+        Command::Snapshots(a) => snapshots(g, a),
+        Command::Ls(a) => ls(g, a),
+        Command::Dump(a) => dump(g, a),
+        Command::Restore(a) => restore(g, a),
+        Command::Cat(a) => cat(g, a),
+        Command::Key(k) => key(g, k),
+    }
+}
+
+fn repo_path(g: &Global) -> Result<&Path> {
+    g.repo
+        .as_deref()
+        .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))
+}
+
+fn sources(g: &Global) -> password::Sources<'_> {
+    password::Sources {
+        file: g.password_file.as_deref(),
+        command: g.password_command.as_deref(),
+    }
+}
+
+fn open(g: &Global) -> Result<Repository> {
+    let path = repo_path(g)?;
+    if !path.join(cairn::backend::CONFIG).exists() {
+        return Err(cairn::Error::NotARepository(path.to_path_buf()).into());
+    }
+    let pw = password::get(&sources(g), "enter password for repository: ", false)?;
+    Ok(Repository::open(path, &pw)?)
+}
+
+fn kdf(a: &KdfArgs) -> Result<KdfParams> {
+    let k = KdfParams {
+        memory_kib: a.kdf_memory,
+        iterations: a.kdf_iterations,
+        parallelism: 1,
+    };
+    k.validate().map_err(|e| anyhow!(e))?;
+    Ok(k)
+}
+
+fn filter(f: &FilterArgs) -> SnapshotFilter {
+    SnapshotFilter {
+        hosts: f.hosts.clone(),
+        tags: f
+            .tags
+            .iter()
+            .map(|t| {
+                t.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .collect(),
+        paths: f.paths.clone(),
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn init(g: &Global, a: &InitArgs) -> Result<i32> {
+    let path = repo_path(g)?;
+    if path.join(cairn::backend::CONFIG).exists() {
+        return Err(cairn::Error::AlreadyExists(format!(
+            "{}: a repository already exists here; refusing to overwrite it",
+            path.display()
+        ))
+        .into());
+    }
+    let pw = password::get(&sources(g), "enter password for new repository: ", true)?;
+    if pw.is_empty() {
+        bail!("empty password: refusing to create a repository without a password");
+    }
+    let opts = InitOptions {
+        chunker: ChunkerParams {
+            min_size: a.chunk_min,
+            avg_size: a.chunk_avg,
+            max_size: a.chunk_max,
+        },
+        compression_level: a.compression,
+        pack_size: a
+            .pack_size
+            .checked_mul(1024 * 1024)
+            .ok_or_else(|| anyhow!("pack size too large"))?,
+        kdf: kdf(&a.kdf)?,
+    };
+    let repo = Repository::init(path, &pw, &opts)?;
+    if g.json {
+        print_json(
+            &json!({"message_type": "initialized", "id": hex::encode(repo.config.id), "repository": path}),
+        )?;
+    } else if !g.quiet {
+        println!(
+            "created cairn repository {} at {}",
+            &hex::encode(repo.config.id)[..10],
+            path.display()
+        );
+        println!("Keep the password safe: without it the data cannot be recovered.");
+    }
+    Ok(EXIT_OK)
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    Ok(cairn::timespec::parse_time(s)?)
+}
+
+fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(cairn::walk::PatternSet::read_file(f)?);
+    }
+    // Validate the arguments before asking for a password.
+    cairn::walk::PatternSet::new(&excludes)?;
+    let time = a.time.as_deref().map(parse_time).transpose()?;
+    for p in &a.paths {
+        std::fs::symlink_metadata(p).with_context(|| format!("source path {}", p.display()))?;
+    }
+    let mut repo = open(g)?;
+    let parent = match &a.parent {
+        Some(sel) => Some(repo.find_snapshot(sel, &SnapshotFilter::default())?.0),
+        None => None,
+    };
+    let tags = a
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let opts = cairn::backup::BackupOptions {
+        paths: a.paths.clone(),
+        host: a.host.clone(),
+        tags,
+        time,
+        excludes,
+        one_file_system: a.one_file_system,
+        parent,
+        force: a.force,
+    };
+    let progress = cairn::backup::Progress::default();
+    let start = Instant::now();
+    let pb = output::progress_bar(!g.json && !g.quiet, None);
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                pb.set_position(progress.bytes.load(Ordering::Relaxed));
+                pb.set_message(format!(
+                    "{} files, {} dirs, {} errors",
+                    progress.files.load(Ordering::Relaxed),
+                    progress.dirs.load(Ordering::Relaxed),
+                    progress.errors.load(Ordering::Relaxed)
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let r = cairn::backup::backup(&mut repo, &opts, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    pb.finish_and_clear();
+    let r = result?;
+    let secs = start.elapsed().as_secs_f64();
+    let m = &r.snapshot.summary;
+    for e in &r.errors {
+        eprintln!("cairn: warning: could not read {e}");
+    }
+    if g.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": r.snapshot_id.to_hex(),
+            "files_new": m.files_new,
+            "files_changed": m.files_changed,
+            "files_unchanged": m.files_unchanged,
+            "dirs": m.dirs,
+            "total_files": m.total_files,
+            "total_bytes": m.total_bytes,
+            "bytes_read": m.bytes_read,
+            "blobs_added": m.blobs_added,
+            "data_added": m.bytes_added,
+            "data_added_stored": m.bytes_added_stored,
+            "errors": m.errors,
+            "duration_seconds": secs,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "Files: {} new, {} changed, {} unchanged; {} directories",
+            m.files_new, m.files_changed, m.files_unchanged, m.dirs
+        );
+        println!(
+            "Processed {} in {:.1}s ({}/s); read {}",
+            bytes(m.total_bytes),
+            secs,
+            bytes((m.bytes_read as f64 / secs.max(1e-3)) as u64),
+            bytes(m.bytes_read)
+        );
+        println!(
+            "Added to the repository: {} ({} stored)",
+            bytes(m.bytes_added),
+            bytes(m.bytes_added_stored)
+        );
+        println!("snapshot {} saved", r.snapshot_id.short());
+    }
+    if !r.errors.is_empty() {
+        eprintln!(
+            "cairn: {} source entries could not be read; the snapshot is incomplete",
+            r.errors.len()
+        );
+        return Ok(EXIT_PARTIAL);
+    }
+    Ok(EXIT_OK)
+}
+
+fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let f = filter(&a.filter);
+    let list: Vec<(Id, Snapshot)> = repo
+        .load_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| f.matches(s))
+        .collect();
+    if g.json {
+        print_json(&serde_json::Value::Array(
+            list.iter()
+                .map(|(id, s)| output::snapshot_json(id, s))
+                .collect(),
+        ))?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  Paths",
+        "ID", "Time", "Host", "Tags", "Size"
+    );
+    println!("{}", "-".repeat(90));
+    for (id, s) in &list {
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
+            id.short(),
+            output::local_time(s),
+            s.hostname,
+            s.tags.join(","),
+            bytes(s.summary.total_bytes),
+            s.paths.join(", ")
+        );
+    }
+    println!("{}", "-".repeat(90));
+    println!("{} snapshots", list.len());
+    Ok(EXIT_OK)
+}
+
+fn select(repo: &Repository, s: &SnapshotSelect) -> Result<(Id, Snapshot)> {
+    let f = filter(&s.filter);
+    match (&s.snapshot, &s.at) {
+        (Some(_), Some(_)) => bail!("give either a snapshot id or --at, not both"),
+        (Some(sel), None) => Ok(repo.find_snapshot(sel, &f)?),
+        (None, Some(t)) => {
+            let t = parse_time(t)?;
+            Ok(repo.find_snapshot_at((t.timestamp(), t.timestamp_subsec_nanos()), &f)?)
+        }
+        (None, None) => bail!("which snapshot? give an id prefix, \"latest\", or --at TIME"),
+    }
+}
+
+fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
+    let mut repo = open(g)?;
+    repo.load_index()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let start = a.path.clone().unwrap_or_else(|| "/".into());
+    let node = cairn::browse::lookup(&repo, &snap.tree, &start)?;
+    let prefix = PathBuf::from("/").join(
+        cairn::browse::components(&start)?
+            .iter()
+            .map(|c| std::ffi::OsStr::from_bytes(c))
+            .collect::<PathBuf>(),
+    );
+    let mut rows = Vec::new();
+    if node.kind != NodeKind::Dir || prefix != Path::new("/") {
+        rows.push((prefix.clone(), node.clone()));
+    }
+    if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+        cairn::browse::walk(&repo, &sub, &prefix, &mut |p, n| {
+            rows.push((p.to_path_buf(), n.clone()));
+            true
+        })?;
+    }
+    if g.json {
+        print_json(&json!({
+            "snapshot": output::snapshot_json(&id, &snap),
+            "nodes": rows.iter().map(|(p, n)| output::node_json(&p.to_string_lossy(), n)).collect::<Vec<_>>(),
+        }))?;
+        return Ok(EXIT_OK);
+    }
+    let mut out = std::io::stdout().lock();
+    for (p, n) in rows {
+        let name = p.to_string_lossy();
+        if a.long {
+            let link = if n.kind == NodeKind::Symlink {
+                format!(" -> {}", String::from_utf8_lossy(&n.link_target))
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{} {:>5} {:>5} {:>12} {} {}{}",
+                output::mode_string(&n),
+                n.uid,
+                n.gid,
+                n.size,
+                output::node_mtime(&n),
+                name,
+                link
+            )?;
+        } else {
+            writeln!(out, "{name}")?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
+    let mut repo = open(g)?;
+    repo.load_index()?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let node = cairn::browse::lookup(&repo, &snap.tree, &a.path)?;
+    if node.kind != NodeKind::File {
+        bail!("{}: is a {}, not a file", a.path, node.kind.name());
+    }
+    let mut out = std::io::stdout().lock();
+    for id in &node.content {
+        let data = repo.read_blob(cairn::blob::BlobType::Data, id)?;
+        if let Err(e) = out.write_all(&data) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(EXIT_OK);
+            }
+            return Err(e.into());
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
+    if let Some(t) = &a.select.at {
+        parse_time(t)?;
+    }
+    let mut repo = open(g)?;
+    repo.load_index()?;
+    let (id, snap) = select(&repo, &a.select)?;
+    let opts = cairn::restore::RestoreOptions {
+        target: a.target.clone(),
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
+        verify: a.verify,
+    };
+    let progress = cairn::restore::RestoreProgress::default();
+    let start = Instant::now();
+    let pb = output::progress_bar(!g.json && !g.quiet, Some(snap.summary.total_bytes));
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                pb.set_position(progress.bytes.load(Ordering::Relaxed));
+                pb.set_message(format!("{} files", progress.files.load(Ordering::Relaxed)));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let r = cairn::restore::restore(&repo, &snap.tree, &opts, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    pb.finish_and_clear();
+    let stats = result?;
+    let secs = start.elapsed().as_secs_f64();
+    for e in &stats.errors {
+        eprintln!("cairn: error: {e}");
+    }
+    if g.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": id.to_hex(),
+            "files_restored": stats.files,
+            "dirs_restored": stats.dirs,
+            "others_restored": stats.others,
+            "bytes_restored": stats.bytes,
+            "files_verified": if a.verify { Some(stats.verified) } else { None },
+            "errors": stats.errors.len(),
+            "duration_seconds": secs,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files, {} directories, {} other, {} in {:.1}s",
+            id.short(),
+            a.target.display(),
+            stats.files,
+            stats.dirs,
+            stats.others,
+            bytes(stats.bytes),
+            secs
+        );
+        if a.verify {
+            println!("verified {} of {} files", stats.verified, stats.files);
+        }
+    }
+    if !stats.errors.is_empty() {
+        eprintln!("cairn: {} errors during restore", stats.errors.len());
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
+}
+
+fn find_file(repo: &Repository, kind: FileKind, prefix: &str) -> Result<Id> {
+    let p = prefix.to_ascii_lowercase();
+    let matches: Vec<Id> = repo
+        .backend
+        .list(kind)?
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(&p))
+        .collect();
+    match matches.len() {
+        0 => bail!("no {} file matches {prefix:?}", kind.name()),
+        1 => Ok(matches[0]),
+        n => bail!(
+            "{} id prefix {prefix:?} is ambiguous: it matches {n} files",
+            kind.name()
+        ),
+    }
+}
+
+fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
+    let mut repo = open(g)?;
+    let need_id = || {
+        a.id.as_deref()
+            .ok_or_else(|| anyhow!("cat {} needs an id", a.kind))
+    };
+    let v = match a.kind.as_str() {
+        "config" => json!({
+            "version": repo.config.version,
+            "id": hex::encode(repo.config.id),
+            "chunker": {"min_size": repo.config.chunker.min_size, "avg_size": repo.config.chunker.avg_size, "max_size": repo.config.chunker.max_size},
+            "compression_level": repo.config.compression_level,
+            "pack_size": repo.config.pack_size,
+        }),
+        "snapshot" => {
+            let (id, s) = repo.find_snapshot(need_id()?, &SnapshotFilter::default())?;
+            output::snapshot_json(&id, &s)
+        }
+        "key" => {
+            let id = match &a.id {
+                Some(p) => find_file(&repo, FileKind::Key, p)?,
+                None => repo.key_id,
+            };
+            key_json(&repo, &id)?
+        }
+        "index" => {
+            let id = find_file(&repo, FileKind::Index, need_id()?)?;
+            let what = LocalBackend::rel_path(FileKind::Index, &id);
+            let f = cairn::index::IndexFile::decode(
+                &repo.key,
+                &repo.backend.read(FileKind::Index, &id)?,
+                &what,
+            )?;
+            json!({
+                "id": id.to_hex(),
+                "supersedes": f.supersedes.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                "packs": f.packs.iter().map(|p| json!({"id": p.id.to_hex(), "blobs": p.blobs.iter().map(entry_json).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            })
+        }
+        "pack" => {
+            let id = find_file(&repo, FileKind::Pack, need_id()?)?;
+            let what = LocalBackend::rel_path(FileKind::Pack, &id);
+            let entries =
+                cairn::pack::parse(&repo.key, &repo.backend.read(FileKind::Pack, &id)?, &what)?;
+            json!({"id": id.to_hex(), "blobs": entries.iter().map(entry_json).collect::<Vec<_>>()})
+        }
+        "tree" => {
+            repo.load_index()?;
+            let arg = need_id()?;
+            let tree_id = match arg.split_once(':') {
+                Some((snap, path)) => {
+                    let (_, s) = repo.find_snapshot(snap, &SnapshotFilter::default())?;
+                    cairn::browse::lookup(&repo, &s.tree, path)?
+                        .subtree
+                        .ok_or_else(|| anyhow!("{path} is not a directory"))?
+                }
+                None => Id::from_hex(arg)
+                    .ok_or_else(|| anyhow!("a tree id is 64 hex digits, or SNAPSHOT:PATH"))?,
+            };
+            let t = repo.load_tree(&tree_id)?;
+            json!({"id": tree_id.to_hex(), "nodes": t.nodes.iter().map(|n| output::node_json(&n.display_name(), n)).collect::<Vec<_>>()})
+        }
+        other => {
+            bail!("unknown object type {other:?}: use config, snapshot, key, index, pack or tree")
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(EXIT_OK)
+}
+
+fn entry_json(e: &cairn::pack::PackEntry) -> serde_json::Value {
+    json!({"type": e.kind.name(), "id": e.id.to_hex(), "offset": e.offset, "length": e.length, "raw_length": e.raw_length})
+}
+
+fn key_json(repo: &Repository, id: &Id) -> Result<serde_json::Value> {
+    let what = LocalBackend::rel_path(FileKind::Key, id);
+    let k = KeyFile::decode(&repo.backend.read(FileKind::Key, id)?, &what)?;
+    Ok(json!({
+        "id": id.to_hex(),
+        "current": *id == repo.key_id,
+        "created": chrono::DateTime::from_timestamp(k.created, 0).map(|t| t.to_rfc3339()),
+        "hostname": k.hostname,
+        "username": k.username,
+        "kdf": {"algorithm": "argon2id", "memory_kib": k.kdf.memory_kib, "iterations": k.kdf.iterations, "parallelism": k.kdf.parallelism},
+    }))
+}
+
+fn new_password(a: &NewPasswordArgs) -> Result<Vec<u8>> {
+    let pw = match &a.new_password_file {
+        Some(f) => {
+            let mut b = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            if b.last() == Some(&b'\n') {
+                b.pop();
+            }
+            b
+        }
+        None => password::prompt_tty("enter new password: ", true)?,
+    };
+    if pw.is_empty() {
+        bail!("empty password refused");
+    }
+    Ok(pw)
+}
+
+fn key(g: &Global, k: &KeyCommand) -> Result<i32> {
+    let repo = open(g)?;
+    match k {
+        KeyCommand::List => {
+            let keys: Vec<_> = repo
+                .backend
+                .list(FileKind::Key)?
+                .iter()
+                .map(|id| key_json(&repo, id))
+                .collect::<Result<_>>()?;
+            if g.json {
+                print_json(&serde_json::Value::Array(keys))?;
+            } else {
+                for k in keys {
+                    println!(
+                        "{} {:<8} {:<20} {}@{}",
+                        if k["current"].as_bool() == Some(true) {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        &k["id"].as_str().unwrap_or_default()[..8],
+                        k["created"].as_str().unwrap_or_default(),
+                        k["username"].as_str().unwrap_or_default(),
+                        k["hostname"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let id = repo.add_key(&new_password(a)?, kdf(&a.kdf)?)?;
+            if !g.quiet {
+                println!("added key {}", id.short());
+            }
+        }
+        KeyCommand::Passwd(a) => {
+            let id = repo.add_key(&new_password(a)?, kdf(&a.kdf)?)?;
+            repo.backend.remove(FileKind::Key, &repo.key_id)?;
+            if !g.quiet {
+                println!(
+                    "password changed: key {} replaces {}",
+                    id.short(),
+                    repo.key_id.short()
+                );
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let kid = find_file(&repo, FileKind::Key, id)?;
+            if kid == repo.key_id {
+                bail!(
+                    "refusing to remove the key in use ({}); open the repository with another password",
+                    kid.short()
+                );
+            }
+            repo.backend.remove(FileKind::Key, &kid)?;
+            if !g.quiet {
+                println!("removed key {}", kid.short());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

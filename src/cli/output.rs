@@ -1,0 +1,141 @@
+//! Text and JSON rendering shared by the commands.
+
+use cairn::Id;
+use cairn::snapshot::Snapshot;
+use cairn::tree::Node;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Human size with binary units: `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// A snapshot's time in its own offset, RFC 3339 with nanoseconds.
+pub fn rfc3339(s: &Snapshot) -> String {
+    s.datetime()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A snapshot's time in local time, for tables.
+pub fn local_time(s: &Snapshot) -> String {
+    s.datetime()
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// JSON form of a snapshot (documented in the README).
+pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
+    let m = &s.summary;
+    json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": rfc3339(s),
+        "hostname": s.hostname,
+        "username": s.username,
+        "uid": s.uid,
+        "gid": s.gid,
+        "paths": s.paths,
+        "tags": s.tags,
+        "tree": s.tree.to_hex(),
+        "parent": s.parent.map(|p| p.to_hex()),
+        "program_version": s.program_version,
+        "summary": {
+            "files_new": m.files_new,
+            "files_changed": m.files_changed,
+            "files_unchanged": m.files_unchanged,
+            "dirs": m.dirs,
+            "total_files": m.total_files,
+            "total_bytes": m.total_bytes,
+            "bytes_read": m.bytes_read,
+            "blobs_added": m.blobs_added,
+            "data_added": m.bytes_added,
+            "data_added_stored": m.bytes_added_stored,
+            "errors": m.errors,
+            "backup_start": chrono::DateTime::from_timestamp_nanos(m.started_ns).to_rfc3339(),
+            "backup_end": chrono::DateTime::from_timestamp_nanos(m.finished_ns).to_rfc3339(),
+        },
+        "error_messages": s.error_messages,
+    })
+}
+
+/// Node modification time as RFC 3339 (UTC).
+pub fn node_mtime(n: &Node) -> String {
+    chrono::DateTime::from_timestamp(n.mtime, n.mtime_nsec)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
+/// JSON form of a tree node at `path`.
+pub fn node_json(path: &str, n: &Node) -> Value {
+    json!({
+        "path": path,
+        "name": n.display_name(),
+        "type": n.kind.name(),
+        "size": n.size,
+        "mode": format!("{:o}", n.mode),
+        "uid": n.uid,
+        "gid": n.gid,
+        "mtime": node_mtime(n),
+        "inode": n.inode,
+        "links": n.links,
+        "link_target": if n.link_target.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&n.link_target).into_owned()) },
+        "content_blobs": n.content.len(),
+    })
+}
+
+/// `ls -l` style permission string.
+pub fn mode_string(n: &Node) -> String {
+    use cairn::tree::NodeKind::*;
+    let t = match n.kind {
+        Dir => 'd',
+        Symlink => 'l',
+        Fifo => 'p',
+        CharDevice => 'c',
+        BlockDevice => 'b',
+        Socket => 's',
+        File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6u32, 3, 0] {
+        let bits = (n.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// A spinner/bar on stderr when it is a terminal and output is for humans.
+pub fn progress_bar(enabled: bool, total: Option<u64>) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    }
+    let pb = match total {
+        Some(t) => {
+            let pb = ProgressBar::new(t);
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        }
+        None => {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bytes} {bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb
+        }
+    };
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}

@@ -1,0 +1,61 @@
+//! Sealed repository files: `magic (8) || nonce (24) || ciphertext || tag (16)`.
+//!
+//! Config, snapshot, index and pack-header objects share this envelope. The
+//! magic says what the file is and which format version wrote it, and is also
+//! the associated data, so a snapshot renamed into `index/` does not open.
+//! The plaintext is the object encoded with postcard; trailing bytes are an
+//! error, so exactly one encoding of each object is accepted.
+
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Encodes `value` with postcard and seals it behind `magic`.
+pub fn seal<T: Serialize>(key: &MasterKey, magic: &[u8; 8], value: &T) -> Result<Vec<u8>> {
+    let plain = to_postcard(value)?;
+    let sealed = key.seal(magic, &plain)?;
+    let mut out = Vec::with_capacity(8 + sealed.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Checks the magic, opens the envelope and decodes the object.
+/// `what` names the file in errors.
+pub fn open<T: DeserializeOwned>(
+    key: &MasterKey,
+    magic: &[u8; 8],
+    bytes: &[u8],
+    what: &str,
+) -> Result<T> {
+    if bytes.len() < 8 || &bytes[..8] != magic {
+        return Err(Error::corrupt(
+            what,
+            format!(
+                "not a {} file (bad magic; truncated or wrong type)",
+                String::from_utf8_lossy(magic)
+            ),
+        ));
+    }
+    let plain = key.open(magic, &bytes[8..], what)?;
+    from_postcard(&plain, what)
+}
+
+/// postcard encoding (infallible for our types, but typed anyway).
+pub fn to_postcard<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| Error::InvalidInput(format!("encoding failed: {e}")))
+}
+
+/// Strict postcard decoding: the whole input must be one value.
+pub fn from_postcard<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(
+            what,
+            format!("{} trailing bytes after content", rest.len()),
+        ));
+    }
+    Ok(value)
+}

@@ -1,0 +1,79 @@
+//! One error type for the library.
+//!
+//! Errors name the repository file they concern where there is one, so the
+//! command line can print a single line a user can act on ("pack data/ab/ab12…:
+//! authentication failed") instead of a bare "invalid data".
+
+use std::path::PathBuf;
+
+/// Library result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A repository file is damaged, truncated, or was tampered with.
+    #[error("{file}: {problem}")]
+    Corrupt { file: String, problem: String },
+    /// No key file could be opened with the given password.
+    #[error("wrong password or no key file matches it")]
+    WrongPassword,
+    /// The location is not a cairn repository.
+    #[error("{0}: not a cairn repository (no config file)")]
+    NotARepository(PathBuf),
+    /// `init` on a location that already holds something.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A snapshot selector matched nothing.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    /// A snapshot id prefix matched several snapshots.
+    #[error("snapshot id prefix {0:?} is ambiguous: it matches {1} snapshots")]
+    AmbiguousSnapshot(String, usize),
+    /// The user asked for something that does not make sense.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A path inside a snapshot does not exist.
+    #[error("{0}: no such file or directory in the snapshot")]
+    PathNotFound(String),
+    /// The repository is locked by another process.
+    #[error("{0}")]
+    Locked(String),
+}
+
+impl Error {
+    /// Builds a [`Error::Corrupt`] for a repository file.
+    pub fn corrupt(file: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the path to an `io::Result`.
+pub trait IoContext<T> {
+    /// Attach `path` to the error.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,336 @@
+//! An opened repository: master key, config, blob index and snapshot access.
+//!
+//! Opening reads only; nothing here changes the repository except the
+//! explicit `init`, `save_*` and key operations, so a wrong password or a
+//! damaged file leaves the repository exactly as it was.
+
+use crate::backend::{CONFIG, FileKind, LocalBackend};
+use crate::blob::{self, BlobType};
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::config::Config;
+use crate::crypto::{KdfParams, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile};
+use crate::keyfile::KeyFile;
+use crate::snapshot::{Snapshot, SnapshotFilter};
+use crate::tree::Tree;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Settings for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Chunk size limits.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target pack size.
+    pub pack_size: u32,
+    /// Argon2id parameters of the first key file.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::DEFAULT,
+            compression_level: 3,
+            pack_size: Config::DEFAULT_PACK_SIZE,
+            kdf: KdfParams::DEFAULT,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    /// Storage.
+    pub backend: LocalBackend,
+    /// Secrets.
+    pub key: MasterKey,
+    /// Settings.
+    pub config: Config,
+    /// Chunker built from config and key.
+    pub chunker: Chunker,
+    /// Blob index (empty until [`Repository::load_index`]).
+    pub index: Index,
+    /// The key file that was used to open.
+    pub key_id: Id,
+    handles: Mutex<HashMap<Id, Arc<File>>>,
+}
+
+/// Host name of this machine.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Name of the current user (from the environment, else the uid).
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            unsafe { libc::getuid() }.to_string()
+        })
+}
+
+impl Repository {
+    /// Creates a new repository at `path`.
+    pub fn init(path: &Path, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        let backend = LocalBackend::new(path);
+        if backend.exists_rel(CONFIG) {
+            return Err(Error::AlreadyExists(format!(
+                "{}: a repository already exists here; refusing to overwrite it",
+                path.display()
+            )));
+        }
+        if path.exists() {
+            let non_empty = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .next()
+                .is_some();
+            if non_empty {
+                return Err(Error::AlreadyExists(format!(
+                    "{}: directory is not empty; refusing to create a repository in it",
+                    path.display()
+                )));
+            }
+        }
+        let key = MasterKey::generate()?;
+        let config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
+        let chunker = Chunker::new(config.chunker, &key.chunker).map_err(Error::InvalidInput)?;
+        backend.create_layout()?;
+        let kf = KeyFile::create(&key, password, opts.kdf, &hostname(), &username())?;
+        let kbytes = kf.encode()?;
+        let key_id = Id::of_file(&kbytes);
+        backend.write(FileKind::Key, &key_id, &kbytes)?;
+        // The config goes last: its presence is what makes this a repository.
+        backend.write_atomic(CONFIG, &config.encode(&key)?)?;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            chunker,
+            index: Index::new(),
+            key_id,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Opens the repository at `path` with `password`.
+    pub fn open(path: &Path, password: &[u8]) -> Result<Repository> {
+        let backend = LocalBackend::new(path);
+        if !backend.exists_rel(CONFIG) {
+            return Err(Error::NotARepository(path.to_path_buf()));
+        }
+        let keys = backend.list(FileKind::Key)?;
+        if keys.is_empty() {
+            return Err(Error::corrupt("keys/", "repository has no key files"));
+        }
+        let mut found = None;
+        let mut first_err = None;
+        for kid in keys {
+            let what = LocalBackend::rel_path(FileKind::Key, &kid);
+            let parsed = backend
+                .read(FileKind::Key, &kid)
+                .and_then(|b| KeyFile::decode(&b, &what));
+            match parsed.and_then(|kf| kf.unwrap_key(password, &what)) {
+                Ok(Some(k)) => {
+                    found = Some((kid, k));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let Some((key_id, key)) = found else {
+            return Err(first_err.unwrap_or(Error::WrongPassword));
+        };
+        let config = Config::decode(&key, &backend.read_rel(CONFIG)?)?;
+        let chunker =
+            Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            chunker,
+            index: Index::new(),
+            key_id,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Loads every index file into memory.
+    pub fn load_index(&mut self) -> Result<()> {
+        let mut index = Index::new();
+        for (_, f) in self.read_index_files()? {
+            for p in &f.packs {
+                index.add_pack(p.id, &p.blobs);
+            }
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    /// Reads and decodes every index file.
+    pub fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+        let mut out = Vec::new();
+        for id in self.backend.list(FileKind::Index)? {
+            let what = LocalBackend::rel_path(FileKind::Index, &id);
+            let bytes = self.backend.read(FileKind::Index, &id)?;
+            check_file_name(&id, &bytes, &what)?;
+            out.push((id, IndexFile::decode(&self.key, &bytes, &what)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes an index file; returns its id.
+    pub fn save_index(&self, f: &IndexFile) -> Result<Id> {
+        let bytes = f.encode(&self.key)?;
+        let id = Id::of_file(&bytes);
+        self.backend.write(FileKind::Index, &id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Reads one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let what = LocalBackend::rel_path(FileKind::Snapshot, id);
+        let bytes = self.backend.read(FileKind::Snapshot, id)?;
+        check_file_name(id, &bytes, &what)?;
+        Snapshot::decode(&self.key, &bytes, &what)
+    }
+
+    /// Reads every snapshot, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for id in self.backend.list(FileKind::Snapshot)? {
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by_key(|a| (a.1.time, a.1.time_nsec, a.0));
+        Ok(out)
+    }
+
+    /// Writes a snapshot; returns its id.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        let bytes = s.encode(&self.key)?;
+        let id = Id::of_file(&bytes);
+        self.backend.write(FileKind::Snapshot, &id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Resolves a snapshot selector: `latest`, or a unique id prefix,
+    /// among snapshots passing `filter`.
+    pub fn find_snapshot(&self, selector: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+        let all = self.load_snapshots()?;
+        let mut cands: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        if selector == "latest" {
+            return cands
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(selector.into()));
+        }
+        let lower = selector.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{selector:?} is not a snapshot id (hex digits) or \"latest\""
+            )));
+        }
+        cands.retain(|(id, _)| id.to_hex().starts_with(&lower));
+        match cands.len() {
+            0 => Err(Error::SnapshotNotFound(selector.into())),
+            1 => Ok(cands.remove(0)),
+            n => Err(Error::AmbiguousSnapshot(selector.into(), n)),
+        }
+    }
+
+    /// The newest snapshot at or before `time` (Unix seconds, nanoseconds)
+    /// passing `filter`.
+    pub fn find_snapshot_at(
+        &self,
+        time: (i64, u32),
+        filter: &SnapshotFilter,
+    ) -> Result<(Id, Snapshot)> {
+        self.load_snapshots()?
+            .into_iter()
+            .rfind(|(_, s)| filter.matches(s) && (s.time, s.time_nsec) <= time)
+            .ok_or_else(|| Error::SnapshotNotFound("at the given time".into()))
+    }
+
+    fn pack_handle(&self, pack: &Id) -> Result<Arc<File>> {
+        let mut h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = h.get(pack) {
+            return Ok(f.clone());
+        }
+        if h.len() >= 128 {
+            h.clear();
+        }
+        let f = Arc::new(self.backend.open(FileKind::Pack, pack)?);
+        h.insert(*pack, f.clone());
+        Ok(f)
+    }
+
+    /// Reads, authenticates and returns a blob's plaintext.
+    pub fn read_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let (pack, loc) = self.index.get(id).ok_or_else(|| {
+            Error::corrupt(
+                "index",
+                format!(
+                    "{} blob {} is not in the index (missing pack?)",
+                    kind.name(),
+                    id.short()
+                ),
+            )
+        })?;
+        if loc.kind != kind {
+            return Err(Error::corrupt(
+                "index",
+                format!(
+                    "blob {} is a {} blob, expected {}",
+                    id.short(),
+                    loc.kind.name(),
+                    kind.name()
+                ),
+            ));
+        }
+        let what = LocalBackend::rel_path(FileKind::Pack, &pack);
+        let file = self.pack_handle(&pack)?;
+        let sealed = LocalBackend::read_at(&file, loc.offset, loc.length as usize, &what)?;
+        blob::decode(&self.key, kind, id, &sealed, &what)
+    }
+
+    /// Reads and decodes a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(BlobType::Tree, id)?;
+        Tree::decode(&bytes, &format!("tree {}", id.short()))
+    }
+
+    /// Adds a key file wrapping this repository's master key under `password`.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let kf = KeyFile::create(&self.key, password, kdf, &hostname(), &username())?;
+        let bytes = kf.encode()?;
+        let id = Id::of_file(&bytes);
+        self.backend.write(FileKind::Key, &id, &bytes)?;
+        Ok(id)
+    }
+}
+
+/// Checks that a content-addressed file's bytes hash to its name.
+pub fn check_file_name(id: &Id, bytes: &[u8], what: &str) -> Result<()> {
+    if Id::of_file(bytes) != *id {
+        return Err(Error::corrupt(
+            what,
+            "content does not match its name (damaged or truncated)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Snapshot manifests: the small sealed file that makes a backup exist.
+//!
+//! A snapshot is written last, after every pack and index it needs is
+//! durable, so a snapshot file that exists is a snapshot that restores.
+
+use crate::crypto::MasterKey;
+use crate::envelope;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use chrono::{DateTime, FixedOffset, TimeZone};
+use serde::{Deserialize, Serialize};
+
+/// Magic of a snapshot file (format version 1).
+pub const MAGIC: &[u8; 8] = b"CAIRNSN1";
+
+/// Counts recorded at the end of a backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files in the parent whose content or metadata changed.
+    pub files_changed: u64,
+    /// Files unchanged since the parent.
+    pub files_unchanged: u64,
+    /// Directories in the snapshot.
+    pub dirs: u64,
+    /// Regular files in the snapshot.
+    pub total_files: u64,
+    /// Logical size of all regular files in the snapshot.
+    pub total_bytes: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// New data and tree blobs stored.
+    pub blobs_added: u64,
+    /// Plaintext bytes of the new blobs.
+    pub bytes_added: u64,
+    /// Bytes the new blobs occupy in packs (compressed and encrypted).
+    pub bytes_added_stored: u64,
+    /// Source entries that could not be read.
+    pub errors: u64,
+    /// Backup start, Unix nanoseconds.
+    pub started_ns: i64,
+    /// Backup end, Unix nanoseconds.
+    pub finished_ns: i64,
+}
+
+/// A snapshot manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Snapshot time, Unix seconds.
+    pub time: i64,
+    /// Nanoseconds part of the time.
+    pub time_nsec: u32,
+    /// UTC offset of the time zone the snapshot was taken in, seconds east.
+    pub utc_offset: i32,
+    /// Host name.
+    pub hostname: String,
+    /// User name.
+    pub username: String,
+    /// Numeric user id of the process that made it.
+    pub uid: u32,
+    /// Numeric group id.
+    pub gid: u32,
+    /// Absolute source paths as given (lossy UTF-8), sorted.
+    pub paths: Vec<String>,
+    /// Tags, sorted and unique.
+    pub tags: Vec<String>,
+    /// Root tree: a directory whose entries lead to each source path.
+    pub tree: Id,
+    /// The snapshot this one was compared against, if any.
+    pub parent: Option<Id>,
+    /// Counts.
+    pub summary: Summary,
+    /// First unreadable source entries with their errors (at most 100).
+    pub error_messages: Vec<String>,
+    /// cairn version that wrote it.
+    pub program_version: String,
+}
+
+impl Snapshot {
+    /// The time as a zoned value in the snapshot's own offset.
+    pub fn datetime(&self) -> DateTime<FixedOffset> {
+        let off = FixedOffset::east_opt(self.utc_offset)
+            .unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+        off.timestamp_opt(self.time, self.time_nsec)
+            .single()
+            .unwrap_or_else(|| off.timestamp_opt(0, 0).single().expect("epoch"))
+    }
+
+    /// Seals the snapshot for writing.
+    pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
+        envelope::seal(key, MAGIC, self)
+    }
+
+    /// Opens and validates a snapshot file. `what` names it.
+    pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Snapshot> {
+        let s: Snapshot = envelope::open(key, MAGIC, bytes, what)?;
+        if s.time_nsec >= 1_000_000_000 || FixedOffset::east_opt(s.utc_offset).is_none() {
+            return Err(Error::corrupt(what, "time out of range"));
+        }
+        if DateTime::from_timestamp(s.time, s.time_nsec).is_none() {
+            return Err(Error::corrupt(what, "time out of range"));
+        }
+        Ok(s)
+    }
+
+    /// Whether the snapshot has every tag in `tags`.
+    pub fn has_tags(&self, tags: &[String]) -> bool {
+        tags.iter().all(|t| self.tags.contains(t))
+    }
+}
+
+/// Filters applied when selecting snapshots (`--host`, `--tag`, `--path`).
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    /// Keep snapshots whose host is one of these (any if empty).
+    pub hosts: Vec<String>,
+    /// Keep snapshots matching one of these tag lists; a list like `a,b`
+    /// matches a snapshot that has both tags (any if empty).
+    pub tags: Vec<Vec<String>>,
+    /// Keep snapshots whose paths include all of these (any if empty).
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `s` passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && (self.tags.is_empty() || self.tags.iter().any(|set| s.has_tags(set)))
+            && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p))
+    }
+}
