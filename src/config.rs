@@ -80,8 +80,14 @@ impl Config {
 
     /// Opens and validates a config file.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Config> {
-        let c: Config = envelope::open(key, MAGIC, bytes, "config")?;
-        c.validate().map_err(|p| Error::corrupt("config", p))?;
+        let plain = envelope::open_plain(key, MAGIC, bytes, "config")?;
+        Config::from_plaintext(&plain, "config")
+    }
+
+    /// Decodes and validates the plaintext of a config file.
+    pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Config> {
+        let c: Config = envelope::from_postcard(plain, what)?;
+        c.validate().map_err(|p| Error::corrupt(what, p))?;
         Ok(c)
     }
 }

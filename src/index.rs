@@ -45,7 +45,13 @@ impl IndexFile {
 
     /// Opens an index file and checks that entries are well formed.
     pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<IndexFile> {
-        let f: IndexFile = envelope::open(key, MAGIC, bytes, what)?;
+        let plain = envelope::open_plain(key, MAGIC, bytes, what)?;
+        IndexFile::from_plaintext(&plain, what)
+    }
+
+    /// Decodes and validates the plaintext of an index file.
+    pub fn from_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
+        let f: IndexFile = envelope::from_postcard(plain, what)?;
         for p in &f.packs {
             let mut expect = 0u64;
             for e in &p.blobs {

@@ -143,7 +143,16 @@ pub fn decode_header(
     what: &str,
 ) -> Result<Vec<PackEntry>> {
     let plain = key.open(HEADER_AAD, sealed, what)?;
-    let entries: Vec<PackEntry> = from_postcard(&plain, what)?;
+    header_from_plaintext(&plain, header_start, what)
+}
+
+/// Decodes and validates the plaintext of a pack header.
+pub fn header_from_plaintext(
+    plain: &[u8],
+    header_start: u64,
+    what: &str,
+) -> Result<Vec<PackEntry>> {
+    let entries: Vec<PackEntry> = from_postcard(plain, what)?;
     let mut expect = 0u64;
     for e in &entries {
         if e.offset != expect {

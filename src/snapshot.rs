@@ -94,7 +94,13 @@ impl Snapshot {
 
     /// Opens and validates a snapshot file. `what` names it.
     pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Snapshot> {
-        let s: Snapshot = envelope::open(key, MAGIC, bytes, what)?;
+        let plain = envelope::open_plain(key, MAGIC, bytes, what)?;
+        Snapshot::from_plaintext(&plain, what)
+    }
+
+    /// Decodes and validates the plaintext of a snapshot file.
+    pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Snapshot> {
+        let s: Snapshot = envelope::from_postcard(plain, what)?;
         if s.time_nsec >= 1_000_000_000 || FixedOffset::east_opt(s.utc_offset).is_none() {
             return Err(Error::corrupt(what, "time out of range"));
         }
