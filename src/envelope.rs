@@ -29,6 +29,11 @@ pub fn open<T: DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> Result<T> {
+    from_postcard(&open_plain(key, magic, bytes, what)?, what)
+}
+
+/// Checks the magic and opens the envelope; returns the plaintext.
+pub fn open_plain(key: &MasterKey, magic: &[u8; 8], bytes: &[u8], what: &str) -> Result<Vec<u8>> {
     if bytes.len() < 8 || &bytes[..8] != magic {
         return Err(Error::corrupt(
             what,
