@@ -29,7 +29,7 @@ pub const TRAILER_LEN: usize = 12;
 pub const MAX_HEADER_LEN: usize = 64 * 1024 * 1024;
 
 /// Where one blob sits in a pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PackEntry {
     /// Blob type.
     pub kind: BlobType,

@@ -171,10 +171,10 @@ impl Repository {
         })
     }
 
-    /// Loads every index file into memory.
+    /// Loads every live index file into memory.
     pub fn load_index(&mut self) -> Result<()> {
         let mut index = Index::new();
-        for (_, f) in self.read_index_files()? {
+        for (_, f) in self.live_index_files()? {
             for p in &f.packs {
                 index.add_pack(p.id, &p.blobs);
             }
@@ -193,6 +193,21 @@ impl Repository {
             out.push((id, IndexFile::decode(&self.key, &bytes, &what)?));
         }
         Ok(out)
+    }
+
+    /// Index files that no other index file supersedes. A superseded file
+    /// is left behind only by an interrupted prune or repair, which had
+    /// already written the complete replacement.
+    pub fn live_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+        let all = self.read_index_files()?;
+        let superseded: std::collections::HashSet<Id> = all
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        Ok(all
+            .into_iter()
+            .filter(|(id, _)| !superseded.contains(id))
+            .collect())
     }
 
     /// Writes an index file; returns its id.

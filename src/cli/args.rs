@@ -17,7 +17,7 @@ use std::path::PathBuf;
   cairn restore latest --target /tmp/restore
 
 Exit codes: 0 ok, 1 error, 3 snapshot saved but some files unreadable,
-10 repository does not exist, 12 wrong password."
+10 repository does not exist, 11 repository locked, 12 wrong password."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -55,9 +55,13 @@ pub struct Global {
     /// Print only errors (no progress, no summary)
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0s")]
+    pub retry_lock: String,
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create a new repository
     #[command(after_help = "Example:\n  cairn -r /srv/backup/repo init")]
@@ -92,6 +96,36 @@ pub enum Command {
         after_help = "Examples:\n  cairn cat config\n  cairn cat snapshot latest\n  cairn cat key"
     )]
     Cat(CatArgs),
+    /// Remove snapshots according to a retention policy (or by id)
+    #[command(after_help = "Examples:
+  cairn forget --keep-hourly 24 --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run
+  cairn forget --keep-within 30d --keep-tag important --prune
+  cairn forget 1a2b3c4d 5e6f7a8b")]
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references and repack mostly-unused packs
+    #[command(after_help = "Examples:\n  cairn prune --dry-run\n  cairn prune --max-unused 10%")]
+    Prune(PruneCmd),
+    /// Verify the repository's structure and, optionally, its data
+    #[command(after_help = "Examples:
+  cairn check
+  cairn check --read-data
+  cairn check --read-data-subset 1/7     # one seventh of the packs (run 1/7 .. 7/7 on seven days)
+  cairn check --read-data-subset 10%
+  cairn check --max-age 26h              # for cron: fail if a host/path group has no recent snapshot")]
+    Check(CheckArgs),
+    /// Show repository statistics (sizes, dedup and compression ratios)
+    #[command(after_help = "Example:\n  cairn stats --json")]
+    Stats,
+    /// Remove stale locks left by processes that died
+    #[command(after_help = "Example:\n  cairn unlock")]
+    Unlock {
+        /// Remove all locks, even those of live processes
+        #[arg(long)]
+        remove_all: bool,
+    },
+    /// Repair repository metadata
+    #[command(subcommand, after_help = "Example:\n  cairn repair index")]
+    Repair(RepairCommand),
     /// Manage the repository's key files (passwords)
     #[command(
         subcommand,
@@ -273,4 +307,106 @@ pub struct NewPasswordArgs {
     pub new_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub kdf: KdfArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers
+    Index,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove explicitly (id prefixes)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Keep the newest N snapshots ("unlimited" for all)
+    #[arg(short = 'l', long, value_name = "N")]
+    pub keep_last: Option<String>,
+    /// Keep the newest snapshot of each of the last N hours
+    #[arg(short = 'H', long, value_name = "N")]
+    pub keep_hourly: Option<String>,
+    /// Keep the newest snapshot of each of the last N days
+    #[arg(short = 'd', long, value_name = "N")]
+    pub keep_daily: Option<String>,
+    /// Keep the newest snapshot of each of the last N ISO weeks
+    #[arg(short = 'w', long, value_name = "N")]
+    pub keep_weekly: Option<String>,
+    /// Keep the newest snapshot of each of the last N months
+    #[arg(short = 'm', long, value_name = "N")]
+    pub keep_monthly: Option<String>,
+    /// Keep the newest snapshot of each of the last N years
+    #[arg(short = 'y', long, value_name = "N")]
+    pub keep_yearly: Option<String>,
+    /// Keep snapshots newer than DURATION before the newest (e.g. 1y2m3d4h)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep hourly snapshots within DURATION of the newest
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep daily snapshots within DURATION of the newest
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep weekly snapshots within DURATION of the newest
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep monthly snapshots within DURATION of the newest
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep yearly snapshots within DURATION of the newest
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with these tags (comma-separated = all of them; repeatable = any list)
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG]")]
+    pub keep_tags: Vec<String>,
+    /// Group snapshots by these fields before applying the policy
+    #[arg(short = 'g', long, default_value = "host,paths", value_name = "FIELDS")]
+    pub group_by: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only show what would be removed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Allow a policy to remove every snapshot of a group
+    #[arg(long)]
+    pub unsafe_allow_remove_all: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Repack packs whose unused share is above this (percent)
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    pub max_unused: String,
+    /// Also repack small packs into full ones
+    #[arg(long)]
+    pub repack_small: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneCmd {
+    #[command(flatten)]
+    pub opts: PruneArgs,
+    /// Only report what would be deleted and freed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify all pack data
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify a subset: n/m (part n of m) or a percentage
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
+    /// Fail if any host/path group's newest snapshot is older than this (e.g. 26h, 2d)
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }

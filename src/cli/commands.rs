@@ -31,6 +31,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => restore(g, a),
         Command::Cat(a) => cat(g, a),
         Command::Key(k) => key(g, k),
+        Command::Forget(a) => forget(g, a),
+        Command::Prune(a) => prune(g, a),
+        Command::Check(a) => check(g, a),
+        Command::Stats => stats(g),
+        Command::Unlock { remove_all } => unlock(g, *remove_all),
+        Command::Repair(c) => repair(g, c),
     }
 }
 
@@ -148,6 +154,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         std::fs::symlink_metadata(p).with_context(|| format!("source path {}", p.display()))?;
     }
     let mut repo = open(g)?;
+    let _lock = lock(g, &repo, false)?;
     let parent = match &a.parent {
         Some(sel) => Some(repo.find_snapshot(sel, &SnapshotFilter::default())?.0),
         None => None,
@@ -353,6 +360,7 @@ use std::os::unix::ffi::OsStrExt;
 
 fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let mut repo = open(g)?;
+    let _lock = lock(g, &repo, false)?;
     repo.load_index()?;
     let (_, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
     let node = cairn::browse::lookup(&repo, &snap.tree, &a.path)?;
@@ -378,6 +386,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         parse_time(t)?;
     }
     let mut repo = open(g)?;
+    let _lock = lock(g, &repo, false)?;
     repo.load_index()?;
     let (id, snap) = select(&repo, &a.select)?;
     let opts = cairn::restore::RestoreOptions {
@@ -621,6 +630,410 @@ fn key(g: &Global, k: &KeyCommand) -> Result<i32> {
             repo.backend.remove(FileKind::Key, &kid)?;
             if !g.quiet {
                 println!("removed key {}", kid.short());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Parses durations like `30s`, `5m`, `26h`, `2d`, `1w`, `1d12h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| anyhow!("bad duration {s:?}: use e.g. 30s, 5m, 26h, 2d, 1w"))?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => bail!("bad duration {s:?}: unknown unit {c:?} (use s, m, h, d, w)"),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        any = true;
+    }
+    if !num.is_empty() {
+        bail!("bad duration {s:?}: a number needs a unit (s, m, h, d, w)");
+    }
+    if !any {
+        bail!("bad duration {s:?}");
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<cairn::lock::Lock> {
+    let retry = parse_duration(&g.retry_lock)?;
+    Ok(cairn::lock::Lock::acquire(repo, exclusive, retry)?)
+}
+
+fn parse_percent(s: &str) -> Result<f64> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| anyhow!("bad percentage {s:?}"))?;
+    if !(0.0..=100.0).contains(&v) {
+        bail!("percentage {s:?} out of range 0..100");
+    }
+    Ok(v / 100.0)
+}
+
+fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cairn::prune::PruneOptions> {
+    Ok(cairn::prune::PruneOptions {
+        max_unused: parse_percent(&a.max_unused)?,
+        repack_small: a.repack_small,
+        dry_run,
+    })
+}
+
+fn print_prune_report(g: &Global, r: &cairn::prune::PruneReport) -> Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(r)?;
+        v["bytes_freed"] = json!(r.bytes_freed());
+        v["message_type"] = json!("prune");
+        print_json(&v)?;
+    } else if !g.quiet {
+        let verb = if r.dry_run { "would" } else { "did" };
+        println!(
+            "{} snapshots reference data in {} packs; {} unused blobs ({})",
+            r.snapshots,
+            r.packs_before,
+            r.blobs_unused,
+            bytes(r.bytes_unused)
+        );
+        println!(
+            "prune {verb} delete {} packs, repack {} packs, remove {} unindexed packs; {} unused left in kept packs",
+            r.packs_deleted,
+            r.packs_repacked,
+            r.packs_unindexed,
+            bytes(r.bytes_unused_kept)
+        );
+        println!(
+            "repository data: {} -> {} ({} freed)",
+            bytes(r.size_before),
+            bytes(r.size_after),
+            bytes(r.bytes_freed())
+        );
+    }
+    Ok(())
+}
+
+fn prune(g: &Global, a: &PruneCmd) -> Result<i32> {
+    let opts = prune_options(&a.opts, a.dry_run)?;
+    let mut repo = open(g)?;
+    let _lock = lock(g, &repo, true)?;
+    let r = cairn::prune::prune(&mut repo, &opts)?;
+    print_prune_report(g, &r)?;
+    Ok(EXIT_OK)
+}
+
+fn keep_count(s: &Option<String>, flag: &str) -> Result<i64> {
+    match s {
+        None => Ok(0),
+        Some(v) => cairn::retention::parse_keep_count(v).map_err(|e| anyhow!("--{flag}: {e}")),
+    }
+}
+
+fn keep_within(s: &Option<String>, flag: &str) -> Result<Option<cairn::retention::Duration>> {
+    s.as_deref()
+        .map(|v| {
+            v.parse::<cairn::retention::Duration>()
+                .map_err(|e| anyhow!("--{flag}: {e}"))
+        })
+        .transpose()
+}
+
+fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
+    let policy = cairn::retention::Policy {
+        last: keep_count(&a.keep_last, "keep-last")?,
+        hourly: keep_count(&a.keep_hourly, "keep-hourly")?,
+        daily: keep_count(&a.keep_daily, "keep-daily")?,
+        weekly: keep_count(&a.keep_weekly, "keep-weekly")?,
+        monthly: keep_count(&a.keep_monthly, "keep-monthly")?,
+        yearly: keep_count(&a.keep_yearly, "keep-yearly")?,
+        within: keep_within(&a.keep_within, "keep-within")?,
+        within_hourly: keep_within(&a.keep_within_hourly, "keep-within-hourly")?,
+        within_daily: keep_within(&a.keep_within_daily, "keep-within-daily")?,
+        within_weekly: keep_within(&a.keep_within_weekly, "keep-within-weekly")?,
+        within_monthly: keep_within(&a.keep_within_monthly, "keep-within-monthly")?,
+        within_yearly: keep_within(&a.keep_within_yearly, "keep-within-yearly")?,
+        tags: a
+            .keep_tags
+            .iter()
+            .map(|t| {
+                t.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .collect(),
+    };
+    let group_by: cairn::forget::GroupBy = a.group_by.parse().map_err(|e: String| anyhow!(e))?;
+    let prune_opts = prune_options(&a.prune_opts, a.dry_run)?;
+    if policy.is_empty() && a.snapshots.is_empty() {
+        bail!(
+            "no policy and no snapshot ids given: refusing to remove anything (see `cairn forget --help`)"
+        );
+    }
+    if !policy.is_empty() && !a.snapshots.is_empty() {
+        bail!("give either snapshot ids or a policy, not both");
+    }
+    let mut repo = open(g)?;
+    let _lock = lock(g, &repo, true)?;
+    let mut to_remove: Vec<Id> = Vec::new();
+    if !a.snapshots.is_empty() {
+        for sel in &a.snapshots {
+            let (id, _) = repo.find_snapshot(sel, &SnapshotFilter::default())?;
+            to_remove.push(id);
+        }
+        if g.json {
+            print_json(
+                &json!({"removed": to_remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": a.dry_run}),
+            )?;
+        } else if !g.quiet {
+            for id in &to_remove {
+                println!(
+                    "{} snapshot {}",
+                    if a.dry_run { "would remove" } else { "removed" },
+                    id.short()
+                );
+            }
+        }
+    } else {
+        let groups = cairn::forget::plan(
+            repo.load_snapshots()?,
+            &filter(&a.filter),
+            &policy,
+            group_by,
+        );
+        if !a.unsafe_allow_remove_all {
+            cairn::forget::check_not_removing_all(&groups)?;
+        }
+        if g.json {
+            let v: Vec<_> = groups
+                .iter()
+                .map(|gr| {
+                    json!({
+                        "group_key": gr.key,
+                        "keep": gr.keep.iter().map(|k| output::snapshot_json(&k.id, &k.snapshot)).collect::<Vec<_>>(),
+                        "remove": gr.remove.iter().map(|(id, s)| output::snapshot_json(id, s)).collect::<Vec<_>>(),
+                        "reasons": gr.keep.iter().map(|k| json!({
+                            "snapshot": output::snapshot_json(&k.id, &k.snapshot),
+                            "matches": k.reason.matches,
+                            "counters": k.reason.counters,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print_json(&serde_json::Value::Array(v))?;
+        } else if !g.quiet {
+            println!("Applying policy: {policy}");
+            for gr in &groups {
+                let mut key = Vec::new();
+                if let Some(h) = &gr.key.hostname {
+                    key.push(format!("host [{h}]"));
+                }
+                if let Some(p) = &gr.key.paths {
+                    key.push(format!("paths [{}]", p.join(", ")));
+                }
+                if let Some(t) = &gr.key.tags {
+                    key.push(format!("tags [{}]", t.join(", ")));
+                }
+                println!("\nsnapshots for {}:", key.join(", "));
+                println!("keep {} snapshots:", gr.keep.len());
+                for k in &gr.keep {
+                    println!(
+                        "  {}  {}  {}  {}",
+                        k.id.short(),
+                        output::local_time(&k.snapshot),
+                        k.snapshot.tags.join(","),
+                        k.reason.matches.join(", ")
+                    );
+                }
+                println!(
+                    "{} {} snapshots:",
+                    if a.dry_run { "would remove" } else { "remove" },
+                    gr.remove.len()
+                );
+                for (id, s) in &gr.remove {
+                    println!(
+                        "  {}  {}  {}",
+                        id.short(),
+                        output::local_time(s),
+                        s.tags.join(",")
+                    );
+                }
+            }
+        }
+        to_remove = groups
+            .iter()
+            .flat_map(|gr| gr.remove.iter().map(|(id, _)| *id))
+            .collect();
+    }
+    if !a.dry_run {
+        cairn::forget::remove_snapshots(&repo, &to_remove)?;
+    }
+    if a.prune {
+        let r = cairn::prune::prune(&mut repo, &prune_opts)?;
+        print_prune_report(g, &r)?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
+    let subset = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => Some(s.parse::<cairn::check::Subset>().map_err(|e| anyhow!(e))?),
+        (None, true) => Some(cairn::check::Subset::All),
+        (None, false) => None,
+    };
+    let max_age = a.max_age.as_deref().map(parse_duration).transpose()?;
+    let mut repo = open(g)?;
+    let _lock = lock(g, &repo, false)?;
+    let mut report =
+        cairn::check::check(&mut repo, &cairn::check::CheckOptions { read_data: subset })?;
+    let mut stale = Vec::new();
+    if let Some(age) = max_age {
+        let snaps = repo.load_snapshots()?;
+        let f = filter(&a.filter);
+        let groups = cairn::forget::plan(
+            snaps,
+            &f,
+            &cairn::retention::Policy {
+                last: -1,
+                ..Default::default()
+            },
+            cairn::forget::GroupBy::default(),
+        );
+        let now = chrono::Utc::now().timestamp();
+        if groups.is_empty() {
+            stale.push("no snapshots match".to_string());
+        }
+        for gr in &groups {
+            if let Some(newest) = gr.keep.first() {
+                let age_s = now - newest.snapshot.time;
+                if age_s > age.as_secs() as i64 {
+                    stale.push(format!(
+                        "host {} paths [{}]: newest snapshot {} is from {} ({}h old, limit {})",
+                        gr.key.hostname.clone().unwrap_or_default(),
+                        gr.key.paths.clone().unwrap_or_default().join(", "),
+                        newest.id.short(),
+                        output::local_time(&newest.snapshot),
+                        age_s / 3600,
+                        a.max_age.clone().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        report
+            .errors
+            .extend(stale.iter().map(|s| format!("stale backup: {s}")));
+    }
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["stale_groups"] = json!(stale);
+        v["ok"] = json!(report.errors.is_empty());
+        print_json(&v)?;
+    } else {
+        if !g.quiet {
+            for i in &report.info {
+                println!("info: {i}");
+            }
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        for d in &report.damaged_snapshots {
+            eprintln!("damaged: {d}");
+        }
+        if !g.quiet {
+            println!(
+                "checked {} snapshots, {} trees, {} packs ({} read, {} blobs verified): {}",
+                report.snapshots,
+                report.trees,
+                report.packs,
+                report.packs_read,
+                report.blobs_read,
+                if report.errors.is_empty() {
+                    "no errors".to_string()
+                } else {
+                    format!("{} errors", report.errors.len())
+                }
+            );
+        }
+    }
+    Ok(if report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    })
+}
+
+fn stats(g: &Global) -> Result<i32> {
+    let mut repo = open(g)?;
+    let _lock = lock(g, &repo, false)?;
+    let st = cairn::stats::stats(&mut repo)?;
+    if g.json {
+        print_json(&serde_json::to_value(&st)?)?;
+    } else {
+        println!("snapshots:                 {}", st.snapshots);
+        println!(
+            "latest snapshot size:      {}",
+            bytes(st.latest_logical_bytes)
+        );
+        println!(
+            "all snapshots, logical:    {}",
+            bytes(st.total_logical_bytes)
+        );
+        println!("unique data (plaintext):   {}", bytes(st.unique_raw_bytes));
+        println!(
+            "unique data (stored):      {}",
+            bytes(st.unique_stored_bytes)
+        );
+        println!("repository on disk:        {}", bytes(st.repository_bytes));
+        println!("dedup ratio:               {:.2}x", st.dedup_ratio);
+        println!("compression ratio:         {:.2}x", st.compression_ratio);
+        println!("blobs / packs:             {} / {}", st.blobs, st.packs);
+        println!("unused (prune reclaims):   {}", bytes(st.unused_bytes));
+    }
+    Ok(EXIT_OK)
+}
+
+fn unlock(g: &Global, remove_all: bool) -> Result<i32> {
+    let repo = open(g)?;
+    let n = cairn::lock::unlock(&repo, remove_all)?;
+    if g.json {
+        print_json(&json!({"removed_locks": n}))?;
+    } else if !g.quiet {
+        println!("removed {n} lock(s)");
+    }
+    Ok(EXIT_OK)
+}
+
+fn repair(g: &Global, c: &RepairCommand) -> Result<i32> {
+    let mut repo = open(g)?;
+    let _lock = lock(g, &repo, true)?;
+    match c {
+        RepairCommand::Index => {
+            let r = cairn::repair::repair_index(&mut repo)?;
+            for u in &r.unreadable {
+                eprintln!("cairn: warning: {u}");
+            }
+            if g.json {
+                print_json(&serde_json::to_value(&r)?)?;
+            } else if !g.quiet {
+                println!(
+                    "rebuilt the index: {} packs, {} blobs (replaced {} index files)",
+                    r.packs, r.blobs, r.old_index_files
+                );
             }
         }
     }

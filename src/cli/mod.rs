@@ -18,6 +18,8 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_PARTIAL: i32 = 3;
 /// Exit code: the repository does not exist.
 pub const EXIT_NO_REPOSITORY: i32 = 10;
+/// Exit code: the repository is locked by another process.
+pub const EXIT_LOCKED: i32 = 11;
 /// Exit code: wrong password.
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
 
@@ -38,6 +40,7 @@ pub fn main() -> i32 {
             match e.downcast_ref::<cairn::Error>() {
                 Some(cairn::Error::NotARepository(_)) => EXIT_NO_REPOSITORY,
                 Some(cairn::Error::WrongPassword) => EXIT_WRONG_PASSWORD,
+                Some(cairn::Error::Locked(_)) => EXIT_LOCKED,
                 _ => EXIT_ERROR,
             }
         }
