@@ -58,6 +58,9 @@ pub struct Global {
     /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m)
     #[arg(long, global = true, value_name = "DURATION", default_value = "0s")]
     pub retry_lock: String,
+    /// Do not take a shared lock (for read-only repositories; never for backup)
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 }
 
 #[derive(Subcommand, Debug)]

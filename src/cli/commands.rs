@@ -154,7 +154,8 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         std::fs::symlink_metadata(p).with_context(|| format!("source path {}", p.display()))?;
     }
     let mut repo = open(g)?;
-    let _lock = lock(g, &repo, false)?;
+    // Backups always lock: prune must never delete what a running backup relies on.
+    let _lock = cairn::lock::Lock::acquire(&repo, false, parse_duration(&g.retry_lock)?)?;
     let parent = match &a.parent {
         Some(sel) => Some(repo.find_snapshot(sel, &SnapshotFilter::default())?.0),
         None => None,
@@ -670,9 +671,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<cairn::lock::Lock> {
+fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<Option<cairn::lock::Lock>> {
+    if g.no_lock && !exclusive {
+        return Ok(None);
+    }
     let retry = parse_duration(&g.retry_lock)?;
-    Ok(cairn::lock::Lock::acquire(repo, exclusive, retry)?)
+    Ok(Some(cairn::lock::Lock::acquire(repo, exclusive, retry)?))
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
