@@ -140,9 +140,10 @@ impl Repository {
         let mut first_err = None;
         for kid in keys {
             let what = LocalBackend::rel_path(FileKind::Key, &kid);
-            let parsed = backend
-                .read(FileKind::Key, &kid)
-                .and_then(|b| KeyFile::decode(&b, &what));
+            let parsed = backend.read(FileKind::Key, &kid).and_then(|b| {
+                check_file_name(&kid, &b, &what)?;
+                KeyFile::decode(&b, &what)
+            });
             match parsed.and_then(|kf| kf.unwrap_key(password, &what)) {
                 Ok(Some(k)) => {
                     found = Some((kid, k));
