@@ -135,7 +135,7 @@ pub fn backup(
         .collect();
     let host = opts.host.clone().unwrap_or_else(hostname);
 
-    repo.load_index()?;
+    repo.load_index_for_backup()?;
     let parent = match opts.parent {
         Some(id) => Some((id, repo.load_snapshot(&id)?)),
         None => {

@@ -13,7 +13,7 @@ use crate::blob::{self, BlobType};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{Index, IndexFile, IndexPack};
+use crate::index::{IndexFile, IndexPack};
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repo::Repository;
 use std::collections::HashSet;
@@ -46,7 +46,7 @@ struct Builders {
 /// Concurrent blob saver for one repository session.
 pub struct Packer<'r> {
     key: &'r MasterKey,
-    index: &'r Index,
+    repo: &'r Repository,
     level: i32,
     pack_size: usize,
     claimed: Mutex<HashSet<Id>>,
@@ -96,7 +96,7 @@ impl<'r> Packer<'r> {
         });
         Packer {
             key: &repo.key,
-            index: &repo.index,
+            repo,
             level: repo.config.compression_level,
             pack_size,
             claimed: Mutex::new(HashSet::new()),
@@ -113,12 +113,12 @@ impl<'r> Packer<'r> {
 
     /// Whether the blob is already stored or being stored.
     pub fn known(&self, id: &Id) -> bool {
-        self.index.contains(id) || lock(&self.claimed).contains(id)
+        self.repo.has_blob(id) || lock(&self.claimed).contains(id)
     }
 
     /// Claims `id` for storing; false if it is already stored or claimed.
     fn claim(&self, id: &Id) -> bool {
-        !self.index.contains(id) && lock(&self.claimed).insert(*id)
+        !self.repo.has_blob(id) && lock(&self.claimed).insert(*id)
     }
 
     /// Stores a blob unless it is already known; returns its id and whether

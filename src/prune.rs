@@ -19,7 +19,7 @@ use crate::backend::{FileKind, LocalBackend};
 use crate::blob;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{IndexFile, IndexPack};
+use crate::index::IndexPack;
 use crate::packer::Packer;
 use crate::reachable::reachable;
 use crate::repo::Repository;
@@ -281,14 +281,10 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     keep_packs.extend(new_packs);
     let mut supersedes = all_index_ids.clone();
     supersedes.extend(written_index);
-    let new_index = IndexFile {
-        packs: keep_packs,
-        supersedes: supersedes.clone(),
-    };
-    let new_id = repo.save_index(&new_index)?;
+    let new_ids = repo.save_index_replacing(keep_packs, supersedes.clone())?;
 
     // 3. Old index files go.
-    for id in supersedes.iter().filter(|id| **id != new_id) {
+    for id in supersedes.iter().filter(|id| !new_ids.contains(id)) {
         repo.backend.remove(FileKind::Index, id)?;
     }
     // 4. Then the packs nothing lists any more.

@@ -7,7 +7,7 @@
 use crate::backend::{FileKind, LocalBackend};
 use crate::error::Result;
 use crate::id::Id;
-use crate::index::{IndexFile, IndexPack};
+use crate::index::IndexPack;
 use crate::pack;
 use crate::repo::Repository;
 
@@ -65,11 +65,8 @@ pub fn repair_index(repo: &mut Repository) -> Result<RepairReport> {
         }
     }
     rep.packs = packs.len();
-    let new_id = repo.save_index(&IndexFile {
-        packs,
-        supersedes: old.clone(),
-    })?;
-    for id in old.iter().filter(|i| **i != new_id) {
+    let new_ids = repo.save_index_replacing(packs, old.clone())?;
+    for id in old.iter().filter(|i| !new_ids.contains(i)) {
         repo.backend.remove(FileKind::Index, id)?;
     }
     repo.load_index()?;

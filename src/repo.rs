@@ -11,7 +11,11 @@ use crate::config::Config;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{Index, IndexFile};
+use crate::index::{BlobSet, Index, IndexFile, IndexPack};
+
+/// Most blobs listed in one index file written by prune or repair, so that
+/// decoding any single index file needs little memory.
+pub const INDEX_FILE_BLOBS: usize = 50_000;
 use crate::keyfile::KeyFile;
 use crate::snapshot::{Snapshot, SnapshotFilter};
 use crate::tree::Tree;
@@ -56,6 +60,8 @@ pub struct Repository {
     pub chunker: Chunker,
     /// Blob index (empty until [`Repository::load_index`]).
     pub index: Index,
+    /// Data blobs known by id only ([`Repository::load_index_for_backup`]).
+    pub data_blobs: BlobSet,
     /// The key file that was used to open.
     pub key_id: Id,
     handles: Mutex<HashMap<Id, Arc<File>>>,
@@ -121,6 +127,7 @@ impl Repository {
             config,
             chunker,
             index: Index::new(),
+            data_blobs: BlobSet::default(),
             key_id,
             handles: Mutex::new(HashMap::new()),
         })
@@ -167,6 +174,7 @@ impl Repository {
             config,
             chunker,
             index: Index::new(),
+            data_blobs: BlobSet::default(),
             key_id,
             handles: Mutex::new(HashMap::new()),
         })
@@ -196,6 +204,56 @@ impl Repository {
         Ok(out)
     }
 
+    /// Loads what a backup needs, in bounded memory: locations of tree blobs
+    /// (to read the parent snapshot) and a compact set of data blob ids (to
+    /// deduplicate). Index files are decoded one at a time.
+    pub fn load_index_for_backup(&mut self) -> Result<()> {
+        let ids = self.backend.list(FileKind::Index)?;
+        let mut files = Vec::new();
+        let mut superseded = std::collections::HashSet::new();
+        let mut bytes_total = 0u64;
+        // First pass: which files are live (supersession lists are small).
+        for id in &ids {
+            let what = LocalBackend::rel_path(FileKind::Index, id);
+            let bytes = self.backend.read(FileKind::Index, id)?;
+            check_file_name(id, &bytes, &what)?;
+            bytes_total += bytes.len() as u64;
+            let f = IndexFile::decode(&self.key, &bytes, &what)?;
+            superseded.extend(f.supersedes.iter().copied());
+            files.push(*id);
+        }
+        // An encoded entry takes at least ~45 bytes; reserve once, no regrowth.
+        let mut set = BlobSet::with_capacity((bytes_total / 45) as usize + 16);
+        let mut index = Index::new();
+        for id in files.iter().filter(|id| !superseded.contains(id)) {
+            let what = LocalBackend::rel_path(FileKind::Index, id);
+            let f = IndexFile::decode(&self.key, &self.backend.read(FileKind::Index, id)?, &what)?;
+            for p in &f.packs {
+                let trees: Vec<_> = p
+                    .blobs
+                    .iter()
+                    .filter(|e| e.kind == BlobType::Tree)
+                    .copied()
+                    .collect();
+                if !trees.is_empty() {
+                    index.add_pack(p.id, &trees);
+                }
+                for e in p.blobs.iter().filter(|e| e.kind == BlobType::Data) {
+                    set.push(&e.id);
+                }
+            }
+        }
+        set.seal();
+        self.index = index;
+        self.data_blobs = set;
+        Ok(())
+    }
+
+    /// Whether a blob is stored (in the full index or the backup id set).
+    pub fn has_blob(&self, id: &Id) -> bool {
+        self.index.contains(id) || self.data_blobs.contains(id)
+    }
+
     /// Index files that no other index file supersedes. A superseded file
     /// is left behind only by an interrupted prune or repair, which had
     /// already written the complete replacement.
@@ -217,6 +275,46 @@ impl Repository {
         let id = Id::of_file(&bytes);
         self.backend.write(FileKind::Index, &id, &bytes)?;
         Ok(id)
+    }
+
+    /// Writes index files describing `packs` that together replace the
+    /// index files `supersedes`. The packs are spread over files of at most
+    /// [`INDEX_FILE_BLOBS`] blobs, written first; a last, pack-less file
+    /// carries the `supersedes` list. Until that last file is durable the
+    /// old files stay authoritative, so a crash never leaves a pack unlisted.
+    /// Returns the ids of all files written.
+    pub fn save_index_replacing(
+        &self,
+        packs: Vec<IndexPack>,
+        supersedes: Vec<Id>,
+    ) -> Result<Vec<Id>> {
+        let mut written = Vec::new();
+        let mut batch: Vec<IndexPack> = Vec::new();
+        let mut blobs = 0usize;
+        for p in packs {
+            blobs += p.blobs.len();
+            batch.push(p);
+            if blobs >= INDEX_FILE_BLOBS {
+                written.push(self.save_index(&IndexFile {
+                    packs: std::mem::take(&mut batch),
+                    supersedes: Vec::new(),
+                })?);
+                blobs = 0;
+            }
+        }
+        if !batch.is_empty() {
+            written.push(self.save_index(&IndexFile {
+                packs: batch,
+                supersedes: Vec::new(),
+            })?);
+        }
+        if !supersedes.is_empty() {
+            written.push(self.save_index(&IndexFile {
+                packs: Vec::new(),
+                supersedes,
+            })?);
+        }
+        Ok(written)
     }
 
     /// Reads one snapshot.
