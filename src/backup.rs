@@ -462,7 +462,8 @@ impl Archiver<'_> {
         }
         let max = self.repo.chunker.params().max_size as usize;
         // Keep several chunks in flight so large files use every core.
-        let window = (max * 4).max(4 << 20);
+        // Bounded: a few maximum-size chunks per worker thread at most.
+        let window = (max * rayon::current_num_threads().clamp(2, 4)).max(4 << 20);
         let mut buf: Vec<u8> = Vec::with_capacity((md.len() as usize).min(window) + 1);
         let mut content = Vec::new();
         let mut size = 0u64;

@@ -319,19 +319,43 @@ fn write_file(repo: &Repository, p: &Path, node: &Node, progress: &RestoreProgre
             open().at(p)?
         }
     };
-    let mut offset = 0u64;
+    // Offsets come from the index, so the chunks of one large file can be
+    // read, decrypted and written in parallel with positional writes.
+    let mut offsets = Vec::with_capacity(node.content.len());
+    let mut end = 0u64;
     for id in &node.content {
+        offsets.push(end);
+        let (_, loc) = repo.index.get(id).ok_or_else(|| {
+            Error::corrupt(
+                "index",
+                format!("data blob {} is not in the index", id.short()),
+            )
+        })?;
+        end += loc.raw_length as u64;
+    }
+    let write_one = |(id, &offset): (&Id, &u64)| -> Result<()> {
         let data = repo.read_blob(BlobType::Data, id)?;
         if !is_zero(&data) {
             file.write_all_at(&data, offset).at(p)?;
         }
-        offset += data.len() as u64;
         progress
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    };
+    if node.content.len() > 2 {
+        node.content
+            .par_iter()
+            .zip(offsets.par_iter())
+            .try_for_each(write_one)?;
+    } else {
+        node.content
+            .iter()
+            .zip(offsets.iter())
+            .try_for_each(write_one)?;
     }
     // Trailing holes need the length set explicitly.
-    file.set_len(offset).at(p)?;
+    file.set_len(end).at(p)?;
     progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
