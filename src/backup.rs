@@ -468,13 +468,19 @@ impl Archiver<'_> {
         let mut content = Vec::new();
         let mut size = 0u64;
         let mut eof = false;
+        let expected = md.len();
+        let mut read_total = 0u64;
         while !eof || !buf.is_empty() {
             while !eof && buf.len() < window {
                 let start = buf.len();
-                let want = window - start;
+                // Size reads by what the file should still hold (plus a little,
+                // to see EOF or growth) so small files cost small buffers.
+                let left = expected.saturating_sub(read_total) as usize;
+                let want = (window - start).min(left.max(64 * 1024) + 1);
                 buf.resize(start + want, 0);
                 let n = read_retry(&mut file, &mut buf[start..]).at(path)?;
                 buf.truncate(start + n);
+                read_total += n as u64;
                 if n == 0 {
                     eof = true;
                 }
