@@ -61,6 +61,44 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Errors so far.
     pub errors: AtomicU64,
+    /// Files found by the size scan (for an ETA); grows while scanning.
+    pub total_files: AtomicU64,
+    /// Bytes found by the size scan.
+    pub total_bytes: AtomicU64,
+    /// Whether the size scan has finished.
+    pub scan_done: std::sync::atomic::AtomicBool,
+}
+
+/// Walks the sources once, counting regular files and their bytes into
+/// `progress`, so progress displays can show a total and an ETA. Only
+/// metadata is read; exclusions are honoured; errors are ignored here (the
+/// backup itself reports them).
+pub fn scan_totals(paths: &[PathBuf], excludes: &[String], progress: &Progress) {
+    let Ok(patterns) = PatternSet::new(excludes) else {
+        return;
+    };
+    let mut stack: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| std::path::absolute(p).ok())
+        .map(|p| normalize(&p))
+        .collect();
+    while let Some(p) = stack.pop() {
+        if patterns.matches(&p) {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if md.is_file() {
+            progress.total_files.fetch_add(1, Ordering::Relaxed);
+            progress.total_bytes.fetch_add(md.len(), Ordering::Relaxed);
+        }
+    }
+    progress.scan_done.store(true, Ordering::Relaxed);
 }
 
 /// Outcome of a backup.
@@ -390,7 +428,11 @@ impl Archiver<'_> {
                             return Ok(None);
                         }
                     }
-                    if parent.is_some() {
+                    if parent.is_some_and(|p| p.kind == NodeKind::File && p.content == node.content)
+                    {
+                        // Re-read (e.g. --force or a touched mtime) but identical.
+                        self.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                    } else if parent.is_some() {
                         self.files_changed.fetch_add(1, Ordering::Relaxed);
                     } else {
                         self.files_new.fetch_add(1, Ordering::Relaxed);

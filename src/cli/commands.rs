@@ -179,18 +179,42 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     };
     let progress = cairn::backup::Progress::default();
     let start = Instant::now();
-    let pb = output::progress_bar(!g.json && !g.quiet, None);
+    let pb = output::progress_bar(!g.json && !g.quiet, Some(0));
+    let json_status = g.json && !g.quiet;
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
+        if pb.is_hidden() && !json_status {
+            progress.scan_done.store(true, Ordering::Relaxed);
+        } else {
+            s.spawn(|| cairn::backup::scan_totals(&opts.paths, &opts.excludes, &progress));
+        }
         s.spawn(|| {
+            let mut last_json = Instant::now();
             while !done.load(Ordering::Relaxed) {
-                pb.set_position(progress.bytes.load(Ordering::Relaxed));
+                let bytes_done = progress.bytes.load(Ordering::Relaxed);
+                let total = progress.total_bytes.load(Ordering::Relaxed);
+                pb.set_length(total.max(bytes_done));
+                pb.set_position(bytes_done);
                 pb.set_message(format!(
-                    "{} files, {} dirs, {} errors",
+                    "{}/{} files{}, {} errors",
                     progress.files.load(Ordering::Relaxed),
-                    progress.dirs.load(Ordering::Relaxed),
+                    progress.total_files.load(Ordering::Relaxed),
+                    if progress.scan_done.load(Ordering::Relaxed) { "" } else { " (scanning)" },
                     progress.errors.load(Ordering::Relaxed)
                 ));
+                if json_status && last_json.elapsed().as_secs_f64() >= 1.0 {
+                    last_json = Instant::now();
+                    let _ = print_json(&json!({
+                        "message_type": "status",
+                        "seconds_elapsed": start.elapsed().as_secs(),
+                        "percent_done": if total > 0 { (bytes_done as f64 / total as f64).min(1.0) } else { 0.0 },
+                        "total_files": progress.total_files.load(Ordering::Relaxed),
+                        "files_done": progress.files.load(Ordering::Relaxed),
+                        "total_bytes": total,
+                        "bytes_done": bytes_done,
+                        "error_count": progress.errors.load(Ordering::Relaxed),
+                    }));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
@@ -402,9 +426,23 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         s.spawn(|| {
+            let mut last_json = Instant::now();
             while !done.load(Ordering::Relaxed) {
-                pb.set_position(progress.bytes.load(Ordering::Relaxed));
+                let bytes_done = progress.bytes.load(Ordering::Relaxed);
+                pb.set_position(bytes_done);
                 pb.set_message(format!("{} files", progress.files.load(Ordering::Relaxed)));
+                if g.json && !g.quiet && last_json.elapsed().as_secs_f64() >= 1.0 {
+                    last_json = Instant::now();
+                    let total = snap.summary.total_bytes;
+                    let _ = print_json(&json!({
+                        "message_type": "status",
+                        "seconds_elapsed": start.elapsed().as_secs(),
+                        "percent_done": if total > 0 { (bytes_done as f64 / total as f64).min(1.0) } else { 0.0 },
+                        "files_restored": progress.files.load(Ordering::Relaxed),
+                        "total_bytes": total,
+                        "bytes_restored": bytes_done,
+                    }));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
