@@ -61,6 +61,12 @@ impl IndexFile {
                         format!("pack {}: entries are not contiguous", p.id.short()),
                     ));
                 }
+                if !crate::pack::entry_lengths_ok(e) {
+                    return Err(Error::corrupt(
+                        what,
+                        format!("pack {}: blob {} length out of range", p.id.short(), e.id.short()),
+                    ));
+                }
                 expect = e.offset.saturating_add(e.length as u64);
             }
         }
