@@ -64,7 +64,11 @@ impl IndexFile {
                 if !crate::pack::entry_lengths_ok(e) {
                     return Err(Error::corrupt(
                         what,
-                        format!("pack {}: blob {} length out of range", p.id.short(), e.id.short()),
+                        format!(
+                            "pack {}: blob {} length out of range",
+                            p.id.short(),
+                            e.id.short()
+                        ),
                     ));
                 }
                 expect = e.offset.saturating_add(e.length as u64);

@@ -110,6 +110,15 @@ impl PackBuilder {
     }
 }
 
+/// Whether an entry's lengths are possible for an encoded blob: at least the
+/// sealing overhead, and no more than the largest blob plus its framing.
+pub fn entry_lengths_ok(e: &PackEntry) -> bool {
+    let max_encoded = crate::blob::MAX_BLOB_SIZE + SEAL_OVERHEAD + 5;
+    (e.length as usize) >= SEAL_OVERHEAD
+        && (e.length as usize) <= max_encoded
+        && e.raw_length as usize <= crate::blob::MAX_BLOB_SIZE
+}
+
 /// Parses the trailer of a pack of `pack_len` bytes whose last
 /// [`TRAILER_LEN`] bytes are `trailer`; returns the sealed header's length.
 pub fn header_len_from_trailer(trailer: &[u8], pack_len: u64, what: &str) -> Result<usize> {
@@ -165,8 +174,7 @@ pub fn header_from_plaintext(
                 ),
             ));
         }
-        if (e.length as usize) < SEAL_OVERHEAD || e.raw_length as usize > crate::blob::MAX_BLOB_SIZE
-        {
+        if !entry_lengths_ok(e) {
             return Err(Error::corrupt(
                 what,
                 format!("blob {} length out of range", e.id.short()),
