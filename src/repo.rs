@@ -209,44 +209,51 @@ impl Repository {
     /// deduplicate). Index files are decoded one at a time.
     pub fn load_index_for_backup(&mut self) -> Result<()> {
         let ids = self.backend.list(FileKind::Index)?;
-        let mut files = Vec::new();
-        let mut superseded = std::collections::HashSet::new();
         let mut bytes_total = 0u64;
-        // First pass: which files are live (supersession lists are small).
         for id in &ids {
-            let what = LocalBackend::rel_path(FileKind::Index, id);
-            let bytes = self.backend.read(FileKind::Index, id)?;
-            check_file_name(id, &bytes, &what)?;
-            bytes_total += bytes.len() as u64;
-            let f = IndexFile::decode(&self.key, &bytes, &what)?;
-            superseded.extend(f.supersedes.iter().copied());
-            files.push(*id);
+            bytes_total += self.backend.size(FileKind::Index, id)?;
         }
-        // An encoded entry takes at least ~45 bytes; reserve once, no regrowth.
-        let mut set = BlobSet::with_capacity((bytes_total / 45) as usize + 16);
-        let mut index = Index::new();
-        for id in files.iter().filter(|id| !superseded.contains(id)) {
-            let what = LocalBackend::rel_path(FileKind::Index, id);
-            let f = IndexFile::decode(&self.key, &self.backend.read(FileKind::Index, id)?, &what)?;
-            for p in &f.packs {
-                let trees: Vec<_> = p
-                    .blobs
-                    .iter()
-                    .filter(|e| e.kind == BlobType::Tree)
-                    .copied()
-                    .collect();
-                if !trees.is_empty() {
-                    index.add_pack(p.id, &trees);
-                }
-                for e in p.blobs.iter().filter(|e| e.kind == BlobType::Data) {
-                    set.push(&e.id);
+        // Superseded files exist only after an interrupted prune or repair:
+        // decode everything once, and only in that rare case a second time.
+        let mut skip = std::collections::HashSet::new();
+        loop {
+            // An encoded entry takes at least ~45 bytes; reserve once, no regrowth.
+            let mut set = BlobSet::with_capacity((bytes_total / 45) as usize + 16);
+            let mut index = Index::new();
+            let mut superseded = std::collections::HashSet::new();
+            for id in ids.iter().filter(|id| !skip.contains(*id)) {
+                let what = LocalBackend::rel_path(FileKind::Index, id);
+                let bytes = self.backend.read(FileKind::Index, id)?;
+                check_file_name(id, &bytes, &what)?;
+                let f = IndexFile::decode(&self.key, &bytes, &what)?;
+                superseded.extend(f.supersedes.iter().copied());
+                for p in &f.packs {
+                    let trees: Vec<_> = p
+                        .blobs
+                        .iter()
+                        .filter(|e| e.kind == BlobType::Tree)
+                        .copied()
+                        .collect();
+                    if !trees.is_empty() {
+                        index.add_pack(p.id, &trees);
+                    }
+                    for e in p.blobs.iter().filter(|e| e.kind == BlobType::Data) {
+                        set.push(&e.id);
+                    }
                 }
             }
+            if ids
+                .iter()
+                .any(|id| superseded.contains(id) && !skip.contains(id))
+            {
+                skip = superseded;
+                continue;
+            }
+            set.seal();
+            self.index = index;
+            self.data_blobs = set;
+            return Ok(());
         }
-        set.seal();
-        self.index = index;
-        self.data_blobs = set;
-        Ok(())
     }
 
     /// Whether a blob is stored (in the full index or the backup id set).
