@@ -121,6 +121,20 @@ impl LocalBackend {
         sync_dir(&dir)
     }
 
+    /// Makes a finished pack durable under its name: fsync, rename into
+    /// `data/XX/`, fsync that directory.
+    pub fn persist_pack(&self, file: tempfile::NamedTempFile, id: &Id) -> Result<()> {
+        let target = self.path(FileKind::Pack, id);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        file.as_file().sync_all().at(file.path())?;
+        file.persist(&target)
+            .map_err(|e| Error::io(&target, e.error))?;
+        sync_dir(&dir)
+    }
+
     /// Writes a file of `kind` named by `id`.
     pub fn write(&self, kind: FileKind, id: &Id, bytes: &[u8]) -> Result<()> {
         self.write_atomic(&Self::rel_path(kind, id), bytes)

@@ -98,14 +98,107 @@ impl PackBuilder {
         let PackBuilder {
             mut data, entries, ..
         } = self;
-        let header = key.seal(HEADER_AAD, &to_postcard(&entries)?)?;
-        data.extend_from_slice(&header);
-        data.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        data.extend_from_slice(TRAILER_MAGIC);
+        data.extend_from_slice(&header_and_trailer(key, &entries)?);
         Ok(FinishedPack {
             id: Id::of_file(&data),
             bytes: data,
             entries,
+        })
+    }
+}
+
+/// The bytes that end every pack: sealed header, its length, the magic.
+pub fn header_and_trailer(key: &MasterKey, entries: &[PackEntry]) -> Result<Vec<u8>> {
+    let header = key.seal(HEADER_AAD, &to_postcard(&entries)?)?;
+    let mut out = Vec::with_capacity(header.len() + TRAILER_LEN);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(TRAILER_MAGIC);
+    Ok(out)
+}
+
+/// A pack written straight to a temporary file as blobs arrive, so a
+/// backup holds no pack in memory; the id is hashed along the way.
+pub struct PackFileBuilder {
+    /// Type of every blob in this pack.
+    pub kind: BlobType,
+    out: std::io::BufWriter<tempfile::NamedTempFile>,
+    hasher: blake3::Hasher,
+    len: u64,
+    entries: Vec<PackEntry>,
+}
+
+/// A finished pack in a temporary file, not yet durable or named.
+pub struct FinishedPackFile {
+    /// BLAKE3 of the file: its final name.
+    pub id: Id,
+    /// The temporary file (flushed, not yet fsynced).
+    pub file: tempfile::NamedTempFile,
+    /// The blobs it holds.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackFileBuilder {
+    /// Starts a pack in a new temporary file in `dir`.
+    pub fn create(dir: &std::path::Path, kind: BlobType) -> Result<PackFileBuilder> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-pack-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(PackFileBuilder {
+            kind,
+            out: std::io::BufWriter::with_capacity(1 << 20, tmp),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            entries: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let path = self.out.get_ref().path().to_path_buf();
+        self.out.write_all(bytes).map_err(|e| Error::io(path, e))?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends an encoded blob.
+    pub fn add(&mut self, id: Id, encoded: &[u8], raw_length: usize) -> Result<()> {
+        self.entries.push(PackEntry {
+            kind: self.kind,
+            id,
+            offset: self.len,
+            length: encoded.len() as u32,
+            raw_length: raw_length as u32,
+        });
+        self.write(encoded)
+    }
+
+    /// Bytes of blob data so far.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes header and trailer and flushes; the caller makes it durable.
+    pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPackFile> {
+        let tail = header_and_trailer(key, &self.entries)?;
+        self.write(&tail)?;
+        let id = Id(*self.hasher.finalize().as_bytes());
+        let path = self.out.get_ref().path().to_path_buf();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(path, e.into_error()))?;
+        Ok(FinishedPackFile {
+            id,
+            file,
+            entries: self.entries,
         })
     }
 }

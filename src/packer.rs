@@ -14,7 +14,7 @@ use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
-use crate::pack::{FinishedPack, PackBuilder};
+use crate::pack::{FinishedPackFile, PackFileBuilder};
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +39,8 @@ pub struct PackerStats {
 }
 
 struct Builders {
-    data: PackBuilder,
-    tree: PackBuilder,
+    data: Option<PackFileBuilder>,
+    tree: Option<PackFileBuilder>,
 }
 
 /// Concurrent blob saver for one repository session.
@@ -51,7 +51,8 @@ pub struct Packer<'r> {
     pack_size: usize,
     claimed: Mutex<HashSet<Id>>,
     builders: Mutex<Builders>,
-    tx: Mutex<Option<SyncSender<FinishedPack>>>,
+    tx: Mutex<Option<SyncSender<FinishedPackFile>>>,
+    pack_dir: std::path::PathBuf,
     writer: Mutex<Option<JoinHandle<Result<Vec<IndexPack>>>>>,
     failed: Arc<Mutex<Option<String>>>,
     /// What has been stored so far.
@@ -62,7 +63,7 @@ impl<'r> Packer<'r> {
     /// A packer writing into `repo`, deduplicating against its loaded index.
     pub fn new(repo: &'r Repository) -> Packer<'r> {
         let pack_size = repo.config.pack_size as usize;
-        let (tx, rx) = sync_channel::<FinishedPack>(1);
+        let (tx, rx) = sync_channel::<FinishedPackFile>(2);
         let backend = repo.backend.clone();
         let key = repo.key.clone();
         let failed = Arc::new(Mutex::new(None));
@@ -72,7 +73,7 @@ impl<'r> Packer<'r> {
             let mut unindexed: Vec<IndexPack> = Vec::new();
             let result: Result<()> = (|| {
                 for pack in rx {
-                    backend.write(FileKind::Pack, &pack.id, &pack.bytes)?;
+                    backend.persist_pack(pack.file, &pack.id)?;
                     unindexed.push(IndexPack {
                         id: pack.id,
                         blobs: pack.entries,
@@ -101,9 +102,10 @@ impl<'r> Packer<'r> {
             pack_size,
             claimed: Mutex::new(HashSet::new()),
             builders: Mutex::new(Builders {
-                data: PackBuilder::new(BlobType::Data, 0),
-                tree: PackBuilder::new(BlobType::Tree, 0),
+                data: None,
+                tree: None,
             }),
+            pack_dir: repo.backend.root().join("data"),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             failed,
@@ -157,13 +159,17 @@ impl<'r> Packer<'r> {
             .fetch_add(encoded.len() as u64, Ordering::Relaxed);
         let full = {
             let mut b = lock(&self.builders);
-            let builder = match kind {
+            let slot = match kind {
                 BlobType::Data => &mut b.data,
                 BlobType::Tree => &mut b.tree,
             };
-            builder.add(id, encoded, raw_len);
+            if slot.is_none() {
+                *slot = Some(PackFileBuilder::create(&self.pack_dir, kind)?);
+            }
+            let builder = slot.as_mut().expect("just created");
+            builder.add(id, encoded, raw_len)?;
             if builder.len() >= self.pack_size {
-                Some(std::mem::replace(builder, PackBuilder::new(kind, 0)))
+                slot.take()
             } else {
                 None
             }
@@ -179,7 +185,7 @@ impl<'r> Packer<'r> {
         lock(&self.claimed).insert(*id)
     }
 
-    fn send(&self, builder: PackBuilder) -> Result<()> {
+    fn send(&self, builder: PackFileBuilder) -> Result<()> {
         let finished = builder.finish(self.key)?;
         self.stats.packs.fetch_add(1, Ordering::Relaxed);
         let tx = lock(&self.tx).clone();
@@ -211,12 +217,9 @@ impl<'r> Packer<'r> {
     pub fn finish(&self) -> Result<Vec<IndexPack>> {
         let (data, tree) = {
             let mut b = lock(&self.builders);
-            (
-                std::mem::replace(&mut b.data, PackBuilder::new(BlobType::Data, 0)),
-                std::mem::replace(&mut b.tree, PackBuilder::new(BlobType::Tree, 0)),
-            )
+            (b.data.take(), b.tree.take())
         };
-        for b in [data, tree] {
+        for b in [data, tree].into_iter().flatten() {
             if !b.is_empty() {
                 self.send(b)?;
             }

@@ -141,10 +141,10 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct KdfArgs {
     /// Argon2id memory in KiB for the new key file
-    #[arg(long, default_value_t = 65536, value_name = "KIB")]
+    #[arg(long, default_value_t = 32768, value_name = "KIB")]
     pub kdf_memory: u32,
     /// Argon2id passes for the new key file
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N")]
     pub kdf_iterations: u32,
 }
 
