@@ -4,7 +4,9 @@
 //! magic says what the file is and which format version wrote it, and is also
 //! the associated data, so a snapshot renamed into `index/` does not open.
 //! The plaintext is the object encoded with postcard; trailing bytes are an
-//! error, so exactly one encoding of each object is accepted.
+//! error. (postcard accepts non-minimal varints, so a key holder could craft
+//! a second encoding of the same object; cairn's own encoder never does, and
+//! nobody without the key can produce any encoding at all.)
 
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};

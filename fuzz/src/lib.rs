@@ -1,0 +1,620 @@
+//! Fuzz-target bodies for cairn's decoders of repository bytes, plus the
+//! generator of the seed corpus.
+//!
+//! This one file is shared: the cargo-fuzz binaries in `fuzz_targets/` call
+//! these functions, and the main crate's `tests/fuzz_corpus.rs` includes the
+//! file with `#[path]` and runs the same functions over the corpus and over
+//! mutations of it. Keep it dependent on `cairn` and `std` only.
+//!
+//! Each target takes raw fuzzer bytes, never panics on malformed input
+//! (decoding errors are the expected outcome), and returns whether the
+//! decoder it aims at accepted the input. What a successful decode promises
+//! is checked with `assert!`: a failed assertion is a bug in cairn, found.
+//!
+//! Input framing (the first byte selects what is fuzzed):
+//!
+//! | target     | first byte `s`                 | rest |
+//! |------------|--------------------------------|------|
+//! | keyfile    | none                           | a key file |
+//! | config     | `s & 1`: 0 sealed, 1 plaintext | config file / its plaintext |
+//! | index      | `s & 1`: 0 sealed, 1 plaintext | index file / its plaintext |
+//! | snapshot   | `s & 1`: 0 sealed, 1 plaintext | snapshot file / its plaintext |
+//! | tree       | none                           | tree blob plaintext |
+//! | pack       | `s % 3` = 0                    | a whole pack |
+//! |            | `s % 3` = 1                    | pack length (u64 LE) then the trailer bytes |
+//! |            | `s % 3` = 2                    | header start (u64 LE) then the header plaintext |
+//! | blob       | `s & 2`: 0 data, 2 tree blob; `s & 1`: 0 sealed, 1 inner | blob id (32 bytes) then the sealed blob, or the inner (pre-seal) bytes that the target seals itself |
+//!
+//! Sealed inputs use [`fixed_key`]; the seeds are sealed with it too.
+
+use cairn::blob::{self, BlobType};
+use cairn::chunker::{Chunker, ChunkerParams};
+use cairn::config::{self, Config};
+use cairn::crypto::{KdfParams, MasterKey};
+use cairn::envelope::to_postcard;
+use cairn::id::Id;
+use cairn::index::{IndexFile, IndexPack};
+use cairn::keyfile::KeyFile;
+use cairn::pack::{self, PackBuilder, PackEntry};
+use cairn::snapshot::{Snapshot, Summary};
+use cairn::tree::{Node, NodeKind, Tree};
+
+/// The master key every sealed fuzz input and seed is sealed with.
+pub fn fixed_key() -> MasterKey {
+    MasterKey {
+        encryption: [0x11; 32],
+        id: [0x22; 32],
+        chunker: [0x33; 32],
+    }
+}
+
+/// Password of the key-file seeds.
+pub const KEYFILE_PASSWORD: &[u8] = b"fuzz";
+
+/// Name used in error messages.
+const WHAT: &str = "fuzz input";
+
+/// A target body: fuzzer bytes in, whether the aimed-at decoder accepted them out.
+pub type Target = fn(&[u8]) -> bool;
+
+/// Every target, by its cargo-fuzz name (also its corpus directory).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("fuzz_keyfile", keyfile),
+    ("fuzz_config", config),
+    ("fuzz_pack", pack),
+    ("fuzz_index", index),
+    ("fuzz_tree", tree),
+    ("fuzz_snapshot", snapshot),
+    ("fuzz_blob", blob),
+];
+
+/// Splits off the selector byte.
+fn select(data: &[u8]) -> Option<(u8, &[u8])> {
+    data.split_first().map(|(s, rest)| (*s, rest))
+}
+
+/// Splits `n` leading bytes off `data`.
+fn take<const N: usize>(data: &[u8]) -> Option<([u8; N], &[u8])> {
+    if data.len() < N {
+        return None;
+    }
+    let (a, rest) = data.split_at(N);
+    Some((a.try_into().ok()?, rest))
+}
+
+/// Key files: `KeyFile::decode`; when it succeeds with cheap Argon2
+/// parameters, also `unwrap_key` (which decodes the wrapped master key).
+pub fn keyfile(data: &[u8]) -> bool {
+    let Ok(k) = KeyFile::decode(data, WHAT) else {
+        return false;
+    };
+    assert!(k.kdf.validate().is_ok());
+    assert!(k.wrapped.len() <= 4096);
+    let again = KeyFile::decode(&k.encode().expect("encode"), WHAT).expect("re-decode");
+    assert_eq!(again, k);
+    // Argon2 with the input's own parameters: only when cheap, so the fuzzer
+    // is not slowed to a crawl by (valid) expensive parameters.
+    if k.kdf.memory_kib <= 256 && k.kdf.iterations <= 2 && k.kdf.parallelism <= 4 {
+        let _ = k.unwrap_key(KEYFILE_PASSWORD, WHAT);
+    }
+    true
+}
+
+/// Config: `Config::decode` (sealed) or `Config::from_plaintext`.
+pub fn config(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    let sealed = sel & 1 == 0;
+    let decoded = if sealed {
+        Config::decode(&key, rest)
+    } else {
+        Config::from_plaintext(rest, WHAT)
+    };
+    let Ok(c) = decoded else {
+        return false;
+    };
+    assert!(c.validate().is_ok());
+    assert_eq!(c.version, config::FORMAT_VERSION);
+    let again = if sealed {
+        Config::decode(&key, &c.encode(&key).expect("encode"))
+    } else {
+        Config::from_plaintext(&to_postcard(&c).expect("encode"), WHAT)
+    };
+    assert_eq!(again.expect("re-decode"), c);
+    // A validated config must drive the chunker without tripping fastcdc's
+    // own (debug-build) assertions.
+    let chunker = Chunker::new(c.chunker, &key.chunker).expect("validated chunker params");
+    let buf: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let cuts = chunker.split(&buf);
+    assert_eq!(cuts.iter().sum::<usize>(), buf.len());
+    assert!(
+        cuts.iter()
+            .all(|&n| n >= 1 && n <= c.chunker.max_size as usize)
+    );
+    true
+}
+
+/// Checks what a validated pack header promises: contiguous entries from
+/// offset 0, lengths in range, covering exactly `header_start` bytes.
+fn check_entries(entries: &[PackEntry], header_start: u64) {
+    let mut expect = 0u64;
+    for e in entries {
+        assert_eq!(e.offset, expect);
+        assert!(pack::entry_lengths_ok(e));
+        expect += u64::from(e.length);
+    }
+    assert_eq!(expect, header_start);
+}
+
+/// Packs: whole-pack `pack::parse` (then every blob it lists is decoded),
+/// `header_len_from_trailer` with any pack length, or
+/// `header_from_plaintext` with any header start.
+pub fn pack(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    match sel % 3 {
+        0 => {
+            let Ok(entries) = pack::parse(&key, rest, WHAT) else {
+                return false;
+            };
+            // Parsing succeeded, so the trailer is there: recompute where the
+            // sealed header starts and check the entries cover exactly the
+            // bytes before it.
+            let n = rest.len();
+            let t = &rest[n - pack::TRAILER_LEN..n - pack::TRAILER_LEN + 4];
+            let hlen = u32::from_le_bytes(t.try_into().expect("4 bytes")) as u64;
+            let header_start = n as u64 - pack::TRAILER_LEN as u64 - hlen;
+            check_entries(&entries, header_start);
+            for e in &entries {
+                let start = usize::try_from(e.offset).expect("offset fits");
+                let blob = rest
+                    .get(start..start + e.length as usize)
+                    .expect("entry inside the pack");
+                if let Ok(plain) = blob::decode(&key, e.kind, &e.id, blob, WHAT) {
+                    assert_eq!(plain.len(), e.raw_length as usize);
+                }
+            }
+            true
+        }
+        1 => {
+            let Some((len, trailer)) = take::<8>(rest) else {
+                return false;
+            };
+            let pack_len = u64::from_le_bytes(len);
+            let Ok(hlen) = pack::header_len_from_trailer(trailer, pack_len, WHAT) else {
+                return false;
+            };
+            assert_eq!(trailer.len(), pack::TRAILER_LEN);
+            assert!((cairn::crypto::SEAL_OVERHEAD..=pack::MAX_HEADER_LEN).contains(&hlen));
+            assert!(hlen as u64 + pack::TRAILER_LEN as u64 <= pack_len);
+            true
+        }
+        _ => {
+            let Some((start, plain)) = take::<8>(rest) else {
+                return false;
+            };
+            let header_start = u64::from_le_bytes(start);
+            let Ok(entries) = pack::header_from_plaintext(plain, header_start, WHAT) else {
+                return false;
+            };
+            check_entries(&entries, header_start);
+            let again = pack::header_from_plaintext(
+                &to_postcard(&entries).expect("encode"),
+                header_start,
+                WHAT,
+            );
+            assert_eq!(again.expect("re-decode"), entries);
+            true
+        }
+    }
+}
+
+/// Index files: `IndexFile::decode` (sealed) or `IndexFile::from_plaintext`.
+pub fn index(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    let sealed = sel & 1 == 0;
+    let decoded = if sealed {
+        IndexFile::decode(&key, rest, WHAT)
+    } else {
+        IndexFile::from_plaintext(rest, WHAT)
+    };
+    let Ok(f) = decoded else {
+        return false;
+    };
+    for p in &f.packs {
+        let mut expect = 0u64;
+        for e in &p.blobs {
+            assert_eq!(e.offset, expect);
+            assert!(pack::entry_lengths_ok(e));
+            expect = e.offset + u64::from(e.length);
+        }
+    }
+    let again = if sealed {
+        IndexFile::decode(&key, &f.encode(&key).expect("encode"), WHAT)
+    } else {
+        IndexFile::from_plaintext(&to_postcard(&f).expect("encode"), WHAT)
+    };
+    assert_eq!(again.expect("re-decode"), f);
+    // Loading into the in-memory index must not panic either.
+    let mut idx = cairn::index::Index::new();
+    for p in &f.packs {
+        idx.add_pack(p.id, &p.blobs);
+    }
+    for p in &f.packs {
+        for e in &p.blobs {
+            assert!(idx.get(&e.id).is_some());
+        }
+    }
+    true
+}
+
+/// Tree blob plaintext: `Tree::decode`.
+pub fn tree(data: &[u8]) -> bool {
+    let Ok(t) = Tree::decode(data, WHAT) else {
+        return false;
+    };
+    assert!(t.validate().is_ok());
+    for n in &t.nodes {
+        assert!(cairn::tree::validate_name(&n.name).is_ok());
+        assert_eq!(t.get(&n.name), Some(n));
+        let _ = n.display_name();
+        let _ = n.kind.name();
+    }
+    let mut copy = t.clone();
+    let again = Tree::decode(&copy.encode().expect("encode"), WHAT).expect("re-decode");
+    assert_eq!(again, t);
+    true
+}
+
+/// Snapshots: `Snapshot::decode` (sealed) or `Snapshot::from_plaintext`.
+pub fn snapshot(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    let sealed = sel & 1 == 0;
+    let decoded = if sealed {
+        Snapshot::decode(&key, rest, WHAT)
+    } else {
+        Snapshot::from_plaintext(rest, WHAT)
+    };
+    let Ok(s) = decoded else {
+        return false;
+    };
+    let dt = s.datetime();
+    assert_eq!(dt.timestamp(), s.time);
+    let _ = dt.to_rfc3339();
+    let again = if sealed {
+        Snapshot::decode(&key, &s.encode(&key).expect("encode"), WHAT)
+    } else {
+        Snapshot::from_plaintext(&to_postcard(&s).expect("encode"), WHAT)
+    };
+    assert_eq!(again.expect("re-decode"), s);
+    true
+}
+
+/// The associated data of a blob, as `format-spec/` defines it:
+/// `"CAIRNBL1" || type (1) || id (32)`.
+pub fn blob_aad(kind: BlobType, id: &Id) -> [u8; 41] {
+    let mut a = [0u8; 41];
+    a[..8].copy_from_slice(b"CAIRNBL1");
+    a[8] = kind as u8;
+    a[9..].copy_from_slice(&id.0);
+    a
+}
+
+/// Blobs: `blob::decode` of a sealed blob as given, or of inner bytes
+/// (compression byte, length, payload) that the target seals itself so that
+/// the decompression path is reached.
+pub fn blob(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let Some((id, payload)) = take::<32>(rest) else {
+        return false;
+    };
+    let id = Id(id);
+    let kind = if sel & 2 == 0 {
+        BlobType::Data
+    } else {
+        BlobType::Tree
+    };
+    let key = fixed_key();
+    let decoded = if sel & 1 == 0 {
+        blob::decode(&key, kind, &id, payload, WHAT)
+    } else {
+        let sealed = key.seal(&blob_aad(kind, &id), payload).expect("seal");
+        blob::decode(&key, kind, &id, &sealed, WHAT)
+    };
+    let Ok(plain) = decoded else {
+        return false;
+    };
+    assert!(plain.len() <= blob::MAX_BLOB_SIZE);
+    assert_eq!(key.blob_id(&plain), id);
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Seed corpus
+// ---------------------------------------------------------------------------
+
+/// One seed: target name, file name (always starting with `seed-`), bytes.
+pub type Seed = (&'static str, String, Vec<u8>);
+
+fn framed(sel: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(sel);
+    v.extend_from_slice(body);
+    v
+}
+
+fn node(name: &[u8], kind: NodeKind) -> Node {
+    let mut n = Node::new(name.to_vec(), kind);
+    n.mode = 0o644;
+    n.uid = 1000;
+    n.gid = 1000;
+    n.mtime = 1_700_000_000;
+    n.mtime_nsec = 123_456_789;
+    n.ctime = 1_700_000_001;
+    n.ctime_nsec = 999_999_999;
+    n.inode = 42;
+    n.device = 2049;
+    n.links = 1;
+    n
+}
+
+fn sample_tree(key: &MasterKey) -> Tree {
+    let mut file = node(b"file.txt", NodeKind::File);
+    file.size = 70_000;
+    file.content = vec![key.blob_id(b"chunk 1"), key.blob_id(b"chunk 2")];
+    let mut dir = node(b"dir", NodeKind::Dir);
+    dir.mode = 0o755;
+    dir.subtree = Some(key.blob_id(b"subtree"));
+    let mut link = node(b"link", NodeKind::Symlink);
+    link.link_target = b"../some/where".to_vec();
+    let mut dev = node(b"tty", NodeKind::CharDevice);
+    dev.rdev = 0x0501;
+    let mut blk = node(b"sda", NodeKind::BlockDevice);
+    blk.rdev = 0x0800;
+    let mut t = Tree {
+        nodes: vec![
+            file,
+            dir,
+            link,
+            dev,
+            blk,
+            node(b"fifo", NodeKind::Fifo),
+            node(b"sock", NodeKind::Socket),
+            node(&[0xff, 0xfe, b'x'], NodeKind::File),
+            node("caf\u{e9}".as_bytes(), NodeKind::File),
+        ],
+    };
+    t.sort();
+    t
+}
+
+fn sample_snapshot(key: &MasterKey) -> Snapshot {
+    Snapshot {
+        time: 1_700_000_000,
+        time_nsec: 500_000_000,
+        utc_offset: 3600,
+        hostname: "host.example".into(),
+        username: "alice".into(),
+        uid: 1000,
+        gid: 1000,
+        paths: vec!["/home/alice".into(), "/etc".into()],
+        tags: vec!["daily".into(), "t\u{e4}g".into()],
+        tree: key.blob_id(b"root tree"),
+        parent: Some(Id::of_file(b"parent snapshot")),
+        summary: Summary {
+            files_new: 3,
+            files_changed: 1,
+            files_unchanged: 100,
+            dirs: 7,
+            total_files: 104,
+            total_bytes: 1 << 30,
+            bytes_read: 12345,
+            blobs_added: 4,
+            bytes_added: 12000,
+            bytes_added_stored: 6000,
+            errors: 1,
+            started_ns: 1_700_000_000_000_000_000,
+            finished_ns: 1_700_000_001_000_000_000,
+        },
+        error_messages: vec!["/home/alice/x: permission denied".into()],
+        program_version: "0.1.0".into(),
+    }
+}
+
+/// Blobs of a few shapes: (kind, plaintext). The second compresses.
+fn sample_blobs(key: &MasterKey) -> Vec<(BlobType, Vec<u8>)> {
+    let mut t = sample_tree(key);
+    vec![
+        (BlobType::Data, b"hello, cairn".to_vec()),
+        (BlobType::Data, b"abcdefgh".repeat(64)),
+        (BlobType::Data, Vec::new()),
+        (BlobType::Tree, t.encode().expect("tree")),
+    ]
+}
+
+/// Every seed, valid for its target (sealed ones under [`fixed_key`]).
+/// Sealing uses random nonces, so the bytes differ from run to run.
+pub fn seeds() -> Vec<Seed> {
+    let key = fixed_key();
+    let mut out: Vec<Seed> = Vec::new();
+    let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {
+        out.push((target, format!("seed-{name}"), bytes));
+    };
+
+    // Key files.
+    let cheap = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    for (name, kdf, host, user) in [
+        ("cheap", cheap, "host", "user"),
+        ("unicode", cheap, "h\u{f6}st-\u{1f600}", ""),
+        ("default-kdf", KdfParams::DEFAULT, "server", "root"),
+    ] {
+        let kf = KeyFile::create(&key, KEYFILE_PASSWORD, kdf, host, user).expect("key file");
+        add("fuzz_keyfile", name, kf.encode().expect("encode"));
+    }
+
+    // Config.
+    let small = ChunkerParams {
+        min_size: 64,
+        avg_size: 256,
+        max_size: 1024,
+    };
+    for (name, chunker, level, size) in [
+        (
+            "default",
+            ChunkerParams::DEFAULT,
+            3,
+            Config::DEFAULT_PACK_SIZE,
+        ),
+        ("small", small, 0, Config::MIN_PACK_SIZE),
+        ("max", ChunkerParams::DEFAULT, 22, Config::MAX_PACK_SIZE),
+    ] {
+        let c = Config {
+            version: config::FORMAT_VERSION,
+            id: [0x5a; 32],
+            chunker,
+            compression_level: level,
+            pack_size: size,
+        };
+        add(
+            "fuzz_config",
+            &format!("sealed-{name}"),
+            framed(0, &c.encode(&key).expect("encode")),
+        );
+        add(
+            "fuzz_config",
+            &format!("plain-{name}"),
+            framed(1, &to_postcard(&c).expect("encode")),
+        );
+    }
+
+    // Packs and blobs.
+    let blobs = sample_blobs(&key);
+    let mut index_packs = Vec::new();
+    for (pname, kind) in [("data", BlobType::Data), ("tree", BlobType::Tree)] {
+        let mut b = PackBuilder::new(kind, 0);
+        for (k, plain) in blobs.iter().filter(|(k, _)| *k == kind) {
+            let id = key.blob_id(plain);
+            let enc = blob::encode(&key, *k, &id, plain, 3).expect("blob");
+            b.add(id, &enc, plain.len());
+        }
+        let p = b.finish(&key).expect("pack");
+        let n = p.bytes.len();
+        add("fuzz_pack", &format!("whole-{pname}"), framed(0, &p.bytes));
+        let mut trailer = (n as u64).to_le_bytes().to_vec();
+        trailer.extend_from_slice(&p.bytes[n - pack::TRAILER_LEN..]);
+        add(
+            "fuzz_pack",
+            &format!("trailer-{pname}"),
+            framed(1, &trailer),
+        );
+        let header_start: u64 = p.entries.iter().map(|e| u64::from(e.length)).sum();
+        let mut header = header_start.to_le_bytes().to_vec();
+        header.extend_from_slice(&to_postcard(&p.entries).expect("encode"));
+        add("fuzz_pack", &format!("header-{pname}"), framed(2, &header));
+        index_packs.push(IndexPack {
+            id: p.id,
+            blobs: p.entries,
+        });
+    }
+    for (i, (kind, plain)) in blobs.iter().enumerate() {
+        let id = key.blob_id(plain);
+        let sealed = blob::encode(&key, *kind, &id, plain, 3).expect("blob");
+        let inner = key
+            .open(&blob_aad(*kind, &id), &sealed, "seed")
+            .expect("open own blob");
+        let compressed = if inner[0] == 1 { "zstd" } else { "raw" };
+        let kbit = if *kind == BlobType::Tree { 2 } else { 0 };
+        let name = format!("{i}-{}-{compressed}", kind.name());
+        let mut body = id.0.to_vec();
+        body.extend_from_slice(&sealed);
+        add("fuzz_blob", &format!("sealed-{name}"), framed(kbit, &body));
+        let mut body = id.0.to_vec();
+        body.extend_from_slice(&inner);
+        add(
+            "fuzz_blob",
+            &format!("inner-{name}"),
+            framed(kbit | 1, &body),
+        );
+    }
+
+    // Index files.
+    let full = IndexFile {
+        packs: index_packs,
+        supersedes: vec![Id::of_file(b"old index 1"), Id::of_file(b"old index 2")],
+    };
+    for (name, f) in [("full", full), ("empty", IndexFile::default())] {
+        add(
+            "fuzz_index",
+            &format!("sealed-{name}"),
+            framed(0, &f.encode(&key).expect("encode")),
+        );
+        add(
+            "fuzz_index",
+            &format!("plain-{name}"),
+            framed(1, &to_postcard(&f).expect("encode")),
+        );
+    }
+
+    // Trees.
+    let mut t = sample_tree(&key);
+    add("fuzz_tree", "mixed", t.encode().expect("encode"));
+    add(
+        "fuzz_tree",
+        "empty",
+        Tree::default().encode().expect("encode"),
+    );
+    let mut one = Tree {
+        nodes: vec![node(b"only", NodeKind::File)],
+    };
+    add("fuzz_tree", "one-file", one.encode().expect("encode"));
+
+    // Snapshots.
+    let full = sample_snapshot(&key);
+    let minimal = Snapshot {
+        time: 0,
+        time_nsec: 0,
+        utc_offset: 0,
+        hostname: String::new(),
+        username: String::new(),
+        uid: 0,
+        gid: 0,
+        paths: vec![],
+        tags: vec![],
+        tree: Id::default(),
+        parent: None,
+        summary: Summary::default(),
+        error_messages: vec![],
+        program_version: String::new(),
+    };
+    for (name, s) in [("full", full), ("minimal", minimal)] {
+        add(
+            "fuzz_snapshot",
+            &format!("sealed-{name}"),
+            framed(0, &s.encode(&key).expect("encode")),
+        );
+        add(
+            "fuzz_snapshot",
+            &format!("plain-{name}"),
+            framed(1, &to_postcard(&s).expect("encode")),
+        );
+    }
+    out
+}
