@@ -228,6 +228,41 @@ impl LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// Removes temporary files (`.tmp-*`) older than `min_age` left by
+    /// processes that died mid-write. Only call this under an exclusive lock:
+    /// then no live writer can own one. Returns how many were removed.
+    pub fn remove_stale_temp_files(&self, min_age: std::time::Duration) -> Result<usize> {
+        let mut dirs = vec![self.root.clone()];
+        for d in ["keys", "snapshots", "index", "data", "locks"] {
+            dirs.push(self.root.join(d));
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("data")) {
+            dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+        let mut removed = 0;
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if !name.to_string_lossy().starts_with(".tmp-") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// fsyncs a directory so that renames and unlinks in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let f = OpenOptions::new().read(true).open(dir).at(dir)?;

@@ -174,14 +174,15 @@ impl Lock {
         let (backend, key) = (repo.backend.clone(), repo.key.clone());
         let (cur, st) = (current.clone(), stop.clone());
         let refresher = std::thread::spawn(move || {
-            let mut waited = Duration::ZERO;
             while !st.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                waited += Duration::from_millis(200);
-                if waited < REFRESH {
-                    continue;
+                // Woken early by `Drop` (unpark), so releasing costs no delay.
+                let started = std::time::Instant::now();
+                while started.elapsed() < REFRESH && !st.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(REFRESH.saturating_sub(started.elapsed()));
                 }
-                waited = Duration::ZERO;
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
                 let mut fresh = info.clone();
                 fresh.time = chrono::Utc::now().timestamp();
                 if let Ok(new_id) = write_lock(&backend, &key, &fresh) {
@@ -204,6 +205,7 @@ impl Drop for Lock {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         let id = *self.current.lock().unwrap_or_else(|p| p.into_inner());

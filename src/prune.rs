@@ -73,6 +73,8 @@ pub struct PruneReport {
     pub size_after: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Temporary files of interrupted writers removed.
+    pub temp_files_removed: usize,
 }
 
 impl PruneReport {
@@ -178,14 +180,26 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
         plan.push((p, action, keep_flags));
     }
     // Repacking one lone small pack into a new small pack gains nothing.
-    let small_repacks = plan
-        .iter()
-        .filter(|(p, a, _)| {
-            matches!(a, Action::Repack) && size_of.get(&p.id).copied().unwrap_or(0) < small
-        })
-        .count();
-    if opts.repack_small && small_repacks == 1 {
+    // Data and tree blobs never share a pack, so this holds per blob type:
+    // one small data pack and one small tree pack would otherwise be
+    // rewritten into the same two small packs by every run.
+    let kind_of = |p: &IndexPack| p.blobs.first().map(|e| e.kind);
+    for kind in [blob::BlobType::Data, blob::BlobType::Tree] {
+        let small_repacks = plan
+            .iter()
+            .filter(|(p, a, _)| {
+                matches!(a, Action::Repack)
+                    && kind_of(p) == Some(kind)
+                    && size_of.get(&p.id).copied().unwrap_or(0) < small
+            })
+            .count();
+        if !(opts.repack_small && small_repacks == 1) {
+            continue;
+        }
         for (p, a, flags) in plan.iter_mut() {
+            if kind_of(p) != Some(kind) {
+                continue;
+            }
             let size = size_of.get(&p.id).copied().unwrap_or(0);
             let unused: u64 = p
                 .blobs
@@ -231,6 +245,13 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
         .sum();
     report.size_after = kept_size + repacked_used;
 
+    if !opts.dry_run {
+        // Under the exclusive lock no writer is alive; a minute's margin
+        // covers clocks and a writer that has only just been killed.
+        report.temp_files_removed = repo
+            .backend
+            .remove_stale_temp_files(std::time::Duration::from_secs(60))?;
+    }
     let nothing_to_do =
         report.packs_deleted == 0 && report.packs_repacked == 0 && unindexed.is_empty();
     if opts.dry_run || nothing_to_do {

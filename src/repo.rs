@@ -384,7 +384,12 @@ impl Repository {
         self.load_snapshots()?
             .into_iter()
             .rfind(|(_, s)| filter.matches(s) && (s.time, s.time_nsec) <= time)
-            .ok_or_else(|| Error::SnapshotNotFound("at the given time".into()))
+            .ok_or_else(|| {
+                let when = chrono::DateTime::from_timestamp(time.0, time.1)
+                    .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
+                    .unwrap_or_default();
+                Error::SnapshotNotFound(format!("at or before {when}"))
+            })
     }
 
     fn pack_handle(&self, pack: &Id) -> Result<Arc<File>> {

@@ -303,13 +303,25 @@ fn remove_existing(p: &Path) -> Result<()> {
 }
 
 fn write_file(repo: &Repository, p: &Path, node: &Node, progress: &RestoreProgress) -> Result<()> {
+    // Only a plain file with a single name may be overwritten in place.
+    // Anything else is replaced: writing through a hard link would change
+    // the other names too (another restored file, or a file outside the
+    // target), and opening a FIFO for writing would block forever.
+    if let Ok(md) = fs::symlink_metadata(p) {
+        use std::os::unix::fs::MetadataExt;
+        if !md.is_file() || md.nlink() > 1 {
+            remove_existing(p)?;
+        }
+    }
     let open = || {
         OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            // O_NONBLOCK: should a FIFO appear here meanwhile, fail
+            // instead of waiting for a reader (no effect on regular files).
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(p)
     };
     let file = match open() {

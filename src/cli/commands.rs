@@ -215,7 +215,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
                         "error_count": progress.errors.load(Ordering::Relaxed),
                     }));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                sleep_unless(&done, std::time::Duration::from_millis(100));
             }
         });
         let r = cairn::backup::backup(&mut repo, &opts, &progress);
@@ -443,7 +443,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
                         "bytes_restored": bytes_done,
                     }));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                sleep_unless(&done, std::time::Duration::from_millis(100));
             }
         });
         let r = cairn::restore::restore(&repo, &snap.tree, &opts, &progress);
@@ -1080,4 +1080,14 @@ fn repair(g: &Global, c: &RepairCommand) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Sleeps up to `d`, returning early once `done` is set (so finishing a
+/// command never waits for a progress tick).
+fn sleep_unless(done: &AtomicBool, d: std::time::Duration) {
+    let step = std::time::Duration::from_millis(10);
+    let start = Instant::now();
+    while start.elapsed() < d && !done.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+    }
 }
