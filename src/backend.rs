@@ -107,9 +107,7 @@ impl LocalBackend {
     pub fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let target = self.root.join(rel);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(&dir)?;
-        }
+        self.ensure_dir(&dir)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&dir)
@@ -126,13 +124,24 @@ impl LocalBackend {
     pub fn persist_pack(&self, file: tempfile::NamedTempFile, id: &Id) -> Result<()> {
         let target = self.path(FileKind::Pack, id);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(&dir)?;
-        }
+        self.ensure_dir(&dir)?;
         file.as_file().sync_all().at(file.path())?;
         file.persist(&target)
             .map_err(|e| Error::io(&target, e.error))?;
         sync_dir(&dir)
+    }
+
+    /// Creates a missing directory (e.g. a `data/XX` that a copy dropped)
+    /// and makes its entry durable in its parent.
+    fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(dir).at(dir)?;
+        match dir.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        }
     }
 
     /// Writes a file of `kind` named by `id`.
@@ -204,9 +213,21 @@ impl LocalBackend {
             };
             for e in rd {
                 let e = e.at(&d)?;
-                if let Some(id) = e.file_name().to_str().and_then(Id::from_hex) {
-                    out.push(id);
+                // Only canonical names: lowercase hex, and packs in the
+                // directory their first two digits name.
+                let name = e.file_name();
+                let Some(id) = name.to_str().and_then(Id::from_hex) else {
+                    continue;
+                };
+                if name.to_str() != Some(id.to_hex().as_str()) {
+                    continue;
                 }
+                if kind == FileKind::Pack
+                    && d.file_name().and_then(|n| n.to_str()) != Some(&id.to_hex()[..2])
+                {
+                    continue;
+                }
+                out.push(id);
             }
         }
         out.sort();

@@ -338,7 +338,9 @@ impl Archiver<'_> {
                 match entry {
                     Entry::Source(path) => self.archive_entry(path, name, pnode, None),
                     Entry::Dir(sub) => {
-                        let md = match std::fs::symlink_metadata(&sub.real_path) {
+                        // A parent of a source path may be a symlink (/var/run -> /run):
+                        // record the directory it leads to, not the link's 0777 mode.
+                        let md = match std::fs::metadata(&sub.real_path) {
                             Ok(md) => md,
                             Err(e) => return Err(Error::io(&sub.real_path, e)),
                         };
@@ -405,7 +407,6 @@ impl Archiver<'_> {
                 }
             },
             NodeKind::File => {
-                self.total_files.fetch_add(1, Ordering::Relaxed);
                 let unchanged = !self.force
                     && parent.is_some_and(|p| {
                         p.kind == NodeKind::File
@@ -438,6 +439,7 @@ impl Archiver<'_> {
                         self.files_new.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                self.total_files.fetch_add(1, Ordering::Relaxed);
                 self.total_bytes.fetch_add(node.size, Ordering::Relaxed);
                 self.progress.files.fetch_add(1, Ordering::Relaxed);
                 if unchanged {

@@ -38,7 +38,7 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub repo: Option<PathBuf>,
-    /// Read the repository password from this file (first line)
+    /// Read the repository password from this file (its contents, less one trailing newline)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its output as the password
