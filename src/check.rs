@@ -144,7 +144,9 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
     // Packs: present, header agrees with the index, optionally content.
     let on_disk: HashSet<Id> = repo.backend.list(FileKind::Pack)?.into_iter().collect();
     let mut bad_blobs: HashMap<Id, String> = HashMap::new();
+    let mut unindexed_packs = 0usize;
     for id in on_disk.iter().filter(|id| !packs.contains_key(id)) {
+        unindexed_packs += 1;
         rep.info.push(format!(
             "{}: not in any index (left by an interrupted backup; `cairn prune` removes it)",
             LocalBackend::rel_path(FileKind::Pack, id)
@@ -193,6 +195,8 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
     let mut used: HashSet<Id> = HashSet::new();
     let mut tree_problems: HashMap<Id, String> = HashMap::new();
     let mut damaged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Set when a tree could not be read: what lies below it is unknown.
+    let mut walk_incomplete = false;
     for (sid, s) in &snapshots {
         let mut stack = vec![(s.tree, PathBuf::from("/"))];
         let mut visited_here: HashSet<Id> = HashSet::new();
@@ -209,6 +213,7 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                 continue;
             }
             if let Some(p) = bad_blobs.get(&tid) {
+                walk_incomplete = true;
                 damaged
                     .entry(sid.short())
                     .or_default()
@@ -225,6 +230,7 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                         path.display()
                     ));
                     tree_problems.insert(tid, msg.clone());
+                    walk_incomplete = true;
                     damaged
                         .entry(sid.short())
                         .or_default()
@@ -244,8 +250,10 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                         }
                     }
                     NodeKind::File => {
+                        // Every blob of the file is referenced, also those
+                        // after a damaged one (the loop stops at the first).
+                        used.extend(n.content.iter().copied());
                         for b in &n.content {
-                            used.insert(*b);
                             let problem = if let Some(p) = bad_blobs.get(b) {
                                 Some(p.clone())
                             } else if repo.index.get(b).is_none() {
@@ -303,12 +311,26 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
         .filter(|(id, _, _)| !used.contains(id))
         .collect();
     rep.unused_blobs = unused.len() as u64;
+    if walk_incomplete && unindexed_packs > 0 {
+        rep.info.push(format!(
+            "{unindexed_packs} packs are in no index while trees are missing from it: the index may be lost or damaged; `cairn repair index` rebuilds it from the packs"
+        ));
+    }
     if !unused.is_empty() {
         let bytes: u64 = unused.iter().map(|(_, _, l)| l.length as u64).sum();
-        rep.info.push(format!(
-            "{} blobs ({bytes} bytes) are not referenced by any snapshot (`cairn prune` removes them)",
-            unused.len()
-        ));
+        rep.info.push(if walk_incomplete {
+            // Blobs below an unreadable tree look unreferenced but may not
+            // be; prune refuses to run until the trees are repaired.
+            format!(
+                "{} blobs ({bytes} bytes) are not referenced by any readable tree (some may be referenced by the unreadable trees above)",
+                unused.len()
+            )
+        } else {
+            format!(
+                "{} blobs ({bytes} bytes) are not referenced by any snapshot (`cairn prune` removes them)",
+                unused.len()
+            )
+        });
     }
     Ok(rep)
 }
