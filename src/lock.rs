@@ -162,7 +162,10 @@ impl Lock {
                             "repository is locked: {c} (use --retry-lock to wait, or `cairn unlock` if that process is gone)"
                         )));
                     }
-                    std::thread::sleep(Duration::from_millis(500));
+                    // Random back-off so two waiting processes do not keep colliding.
+                    let r: [u8; 2] = crate::crypto::random_array().unwrap_or([0, 0]);
+                    let jitter = u16::from_le_bytes(r) as u64 % 500;
+                    std::thread::sleep(Duration::from_millis(250 + jitter));
                 }
             }
         }

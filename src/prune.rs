@@ -34,6 +34,9 @@ pub struct PruneOptions {
     pub repack_small: bool,
     /// Only report what would be done.
     pub dry_run: bool,
+    /// Snapshots to count as already removed (a `forget --dry-run --prune`
+    /// reports what forgetting them would free).
+    pub assume_removed: Vec<Id>,
 }
 
 impl Default for PruneOptions {
@@ -42,6 +45,7 @@ impl Default for PruneOptions {
             max_unused: 0.05,
             repack_small: false,
             dry_run: false,
+            assume_removed: Vec::new(),
         }
     }
 }
@@ -95,7 +99,8 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     let all_index_ids = repo.backend.list(FileKind::Index)?;
     let live = repo.live_index_files()?;
     repo.load_index()?;
-    let snapshots = repo.load_snapshots()?;
+    let mut snapshots = repo.load_snapshots()?;
+    snapshots.retain(|(id, _)| !opts.assume_removed.contains(id));
     let used = reachable(repo, snapshots.iter().map(|(_, s)| s.tree))?;
     for id in used.data.iter() {
         if !repo.index.contains(id) {

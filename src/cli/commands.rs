@@ -734,15 +734,20 @@ fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cairn::prune::PruneOpti
         max_unused: parse_percent(&a.max_unused)?,
         repack_small: a.repack_small,
         dry_run,
+        assume_removed: Vec::new(),
     })
+}
+
+fn prune_json(r: &cairn::prune::PruneReport) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(r)?;
+    v["bytes_freed"] = json!(r.bytes_freed());
+    v["message_type"] = json!("prune");
+    Ok(v)
 }
 
 fn print_prune_report(g: &Global, r: &cairn::prune::PruneReport) -> Result<()> {
     if g.json {
-        let mut v = serde_json::to_value(r)?;
-        v["bytes_freed"] = json!(r.bytes_freed());
-        v["message_type"] = json!("prune");
-        print_json(&v)?;
+        print_json(&prune_json(r)?)?;
     } else if !g.quiet {
         let verb = if r.dry_run { "would" } else { "did" };
         println!(
@@ -832,15 +837,14 @@ fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
     let mut repo = open(g)?;
     let _lock = lock(g, &repo, true)?;
     let mut to_remove: Vec<Id> = Vec::new();
+    let mut forget_json = serde_json::Value::Null;
     if !a.snapshots.is_empty() {
         for sel in &a.snapshots {
             let (id, _) = repo.find_snapshot(sel, &SnapshotFilter::default())?;
             to_remove.push(id);
         }
         if g.json {
-            print_json(
-                &json!({"removed": to_remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": a.dry_run}),
-            )?;
+            forget_json = json!({"removed": to_remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": a.dry_run});
         } else if !g.quiet {
             for id in &to_remove {
                 println!(
@@ -876,7 +880,7 @@ fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
                     })
                 })
                 .collect();
-            print_json(&serde_json::Value::Array(v))?;
+            forget_json = serde_json::Value::Array(v);
         } else if !g.quiet {
             println!("Applying policy: {policy}");
             for gr in &groups {
@@ -925,8 +929,19 @@ fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
         cairn::forget::remove_snapshots(&repo, &to_remove)?;
     }
     if a.prune {
+        let mut prune_opts = prune_opts;
+        if a.dry_run {
+            prune_opts.assume_removed = to_remove.clone();
+        }
         let r = cairn::prune::prune(&mut repo, &prune_opts)?;
-        print_prune_report(g, &r)?;
+        if g.json {
+            // One document: the forget decision and the prune report together.
+            print_json(&json!({"forget": forget_json, "prune": prune_json(&r)?}))?;
+        } else {
+            print_prune_report(g, &r)?;
+        }
+    } else if g.json {
+        print_json(&forget_json)?;
     }
     Ok(EXIT_OK)
 }
