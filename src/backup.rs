@@ -9,18 +9,28 @@
 //!
 //! Unreadable entries are recorded and skipped; the snapshot is still saved
 //! and the error count tells the caller to exit with status 3.
+//!
+//! Besides paths, a backup can take live SQLite databases (`--sqlite`):
+//! each is copied consistently with SQLite's online backup API, checked, and
+//! stored under its own path in place of the live file, cut at page
+//! boundaries ([`crate::chunker::DatabaseChunking`]); and one stream
+//! (standard input or a command's output) stored as `/NAME`. Files with many
+//! chunks list them through content-list blobs ([`crate::content`]).
 
 use crate::blob::BlobType;
+use crate::chunker::{Chunker, DatabaseChunking};
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::packer::{Packer, lock};
 use crate::repo::{Repository, hostname, username};
-use crate::snapshot::{Snapshot, SnapshotFilter, Summary};
+use crate::snapshot::{DatabaseRecord, Snapshot, SnapshotFilter, Summary};
+use crate::sqlite::SqliteOptions;
 use crate::tree::{Node, NodeKind, Tree};
 use crate::walk::{PatternSet, node_from_metadata};
 use chrono::{DateTime, FixedOffset, Local};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -48,6 +58,25 @@ pub struct BackupOptions {
     pub parent: Option<Id>,
     /// Read every file even if unchanged.
     pub force: bool,
+    /// Live SQLite databases to copy consistently, check and store.
+    pub sqlite: Vec<PathBuf>,
+    /// How databases are copied and checked.
+    pub sqlite_options: SqliteOptions,
+    /// Save a database that fails its check (marked failed) instead of
+    /// aborting the backup.
+    pub sqlite_allow_corrupt: bool,
+    /// Store standard input or a command's output as a file.
+    pub stdin: Option<StdinSource>,
+}
+
+/// A stream stored as the file `/filename` of the snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct StdinSource {
+    /// File name (a single plain name).
+    pub filename: String,
+    /// Run this command (program and arguments) and store its standard
+    /// output; `None` stores this process's standard input.
+    pub command: Option<Vec<OsString>>,
 }
 
 /// Live counters for progress display.
@@ -114,6 +143,10 @@ pub struct BackupResult {
 
 struct Archiver<'a> {
     repo: &'a Repository,
+    /// Nodes prepared before the walk (databases, the stdin file), by path.
+    overrides: HashMap<PathBuf, Node>,
+    /// Paths never stored: journal and WAL files of the databases.
+    skip: HashSet<PathBuf>,
     packer: Packer<'a>,
     excludes: PatternSet,
     one_file_system: bool,
@@ -148,7 +181,7 @@ pub fn backup(
     progress: &Progress,
 ) -> Result<BackupResult> {
     let started = chrono::Utc::now();
-    if opts.paths.is_empty() {
+    if opts.paths.is_empty() && opts.sqlite.is_empty() && opts.stdin.is_none() {
         return Err(Error::InvalidInput("no source paths given".into()));
     }
     let mut sources = Vec::new();
@@ -158,6 +191,58 @@ pub fn backup(
         std::fs::symlink_metadata(&abs).at(&abs)?;
         sources.push(abs);
     }
+    let plain_sources = sources.clone();
+    let mut databases: Vec<PathBuf> = Vec::new();
+    for p in &opts.sqlite {
+        let abs = normalize(&std::path::absolute(p).at(p)?);
+        match std::fs::metadata(&abs) {
+            Ok(md) if md.is_file() => {}
+            Ok(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "database {}: not a regular file",
+                    abs.display()
+                )));
+            }
+            Err(e) => {
+                return Err(Error::InvalidInput(format!(
+                    "database {}: {e}",
+                    abs.display()
+                )));
+            }
+        }
+        if !databases.contains(&abs) {
+            databases.push(abs.clone());
+        }
+        sources.push(abs);
+    }
+    databases.sort();
+    let stdin_path = match &opts.stdin {
+        Some(s) => {
+            crate::tree::validate_name(s.filename.as_bytes())
+                .map_err(|e| Error::InvalidInput(format!("--stdin-filename: {e}")))?;
+            let p = PathBuf::from("/").join(&s.filename);
+            if let Some(c) = plain_sources
+                .iter()
+                .chain(databases.iter())
+                .find(|c| c.starts_with(&p) || p.starts_with(c))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "--stdin-filename {}: {} would overlap the source path {}",
+                    s.filename,
+                    p.display(),
+                    c.display()
+                )));
+            }
+            if s.command.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(Error::InvalidInput(
+                    "--stdin-from-command needs a command after --".into(),
+                ));
+            }
+            sources.push(p.clone());
+            Some(p)
+        }
+        None => None,
+    };
     sources.sort();
     sources.dedup();
     // Drop paths inside other paths: the outer one covers them.
@@ -188,8 +273,10 @@ pub fn backup(
     };
 
     let repo: &Repository = repo;
-    let archiver = Archiver {
+    let mut archiver = Archiver {
         repo,
+        overrides: HashMap::new(),
+        skip: HashSet::new(),
         packer: Packer::new(repo),
         excludes: PatternSet::new(&opts.excludes)?,
         one_file_system: opts.one_file_system,
@@ -204,6 +291,35 @@ pub fn backup(
         total_bytes: AtomicU64::new(0),
         bytes_read: AtomicU64::new(0),
     };
+
+    // Databases and the stream first: a database failing its check, or a
+    // failing command, ends the backup before the walk.
+    let mut records: Vec<DatabaseRecord> = Vec::new();
+    let mut overrides = HashMap::new();
+    for db in &databases {
+        let copy = crate::sqlite::copy_database(db, &opts.sqlite_options)?;
+        if !copy.record.check_ok && !opts.sqlite_allow_corrupt {
+            return Err(Error::InvalidInput(format!(
+                "database {} failed its {}: {}; no snapshot was saved (--sqlite-allow-corrupt saves it anyway, marked as failed)",
+                db.display(),
+                copy.record.check.pragma(),
+                copy.record.check_messages.join("; ")
+            )));
+        }
+        let node = archiver.store_database(db, &copy)?;
+        overrides.insert(db.clone(), node);
+        records.push(copy.record.clone());
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut s = db.clone().into_os_string();
+            s.push(suffix);
+            archiver.skip.insert(PathBuf::from(s));
+        }
+    }
+    if let (Some(src), Some(p)) = (&opts.stdin, &stdin_path) {
+        let node = archiver.store_stream_source(src)?;
+        overrides.insert(p.clone(), node);
+    }
+    archiver.overrides = overrides;
 
     let mut root = VirtualDir {
         real_path: PathBuf::from("/"),
@@ -289,6 +405,7 @@ pub fn backup(
         },
         error_messages: errors.iter().take(100).cloned().collect(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        databases: records,
     };
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     Ok(BackupResult {
@@ -371,7 +488,26 @@ impl Archiver<'_> {
         parent: Option<&Node>,
         root_dev: Option<u64>,
     ) -> Result<Option<Node>> {
-        if self.excludes.matches(path) {
+        if let Some(prepared) = self.overrides.get(path) {
+            let mut node = prepared.clone();
+            node.name = name.to_vec();
+            if parent.is_some_and(|p| {
+                p.kind == NodeKind::File
+                    && p.content == node.content
+                    && p.content_depth == node.content_depth
+            }) {
+                self.files_unchanged.fetch_add(1, Ordering::Relaxed);
+            } else if parent.is_some() {
+                self.files_changed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.files_new.fetch_add(1, Ordering::Relaxed);
+            }
+            self.total_files.fetch_add(1, Ordering::Relaxed);
+            self.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+            self.progress.files.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(node));
+        }
+        if self.excludes.matches(path) || self.skip.contains(path) {
             return Ok(None);
         }
         let md = match std::fs::symlink_metadata(path) {
@@ -416,10 +552,11 @@ impl Archiver<'_> {
                             && p.ctime == node.ctime
                             && p.ctime_nsec == node.ctime_nsec
                             && p.inode == node.inode
-                            && p.content.iter().all(|id| self.packer.known(id))
+                            && self.content_known(p)
                     });
                 if let (true, Some(p)) = (unchanged, parent) {
                     node.content = p.content.clone();
+                    node.content_depth = p.content_depth;
                     self.files_unchanged.fetch_add(1, Ordering::Relaxed);
                 } else {
                     match self.read_file(path, &mut node) {
@@ -429,8 +566,11 @@ impl Archiver<'_> {
                             return Ok(None);
                         }
                     }
-                    if parent.is_some_and(|p| p.kind == NodeKind::File && p.content == node.content)
-                    {
+                    if parent.is_some_and(|p| {
+                        p.kind == NodeKind::File
+                            && p.content == node.content
+                            && p.content_depth == node.content_depth
+                    }) {
                         // Re-read (e.g. --force or a touched mtime) but identical.
                         self.files_unchanged.fetch_add(1, Ordering::Relaxed);
                     } else if parent.is_some() {
@@ -490,6 +630,27 @@ impl Archiver<'_> {
         Ok(node)
     }
 
+    /// Whether every blob a parent's file node references is stored (so the
+    /// node can be reused without reading the file).
+    fn content_known(&self, p: &Node) -> bool {
+        if p.content_depth == 0 {
+            return p.content.iter().all(|id| self.packer.known(id));
+        }
+        let mut lists_known = true;
+        match crate::content::expand_with(self.repo, &p.content, p.content_depth, &mut |id| {
+            lists_known &= self.packer.known(id)
+        }) {
+            Ok(ids) => lists_known && ids.iter().all(|id| self.packer.known(id)),
+            Err(_) => false,
+        }
+    }
+
+    /// Stores content-list blobs for `ids` if there are many; returns the
+    /// node's `(content, content_depth)`.
+    fn content_list(&self, ids: Vec<Id>) -> Result<(Vec<Id>, u8)> {
+        crate::content::build(ids, &|b| Ok(self.packer.save(BlobType::Tree, b)?.0))
+    }
+
     /// Reads, chunks and stores a file's content; sets `content` and `size`.
     fn read_file(&self, path: &Path, node: &mut Node) -> Result<()> {
         let mut file = std::fs::OpenOptions::new()
@@ -504,25 +665,95 @@ impl Archiver<'_> {
                 path.display()
             )));
         }
-        let max = self.repo.chunker.params().max_size as usize;
+        let (ids, size) = self.store_stream(
+            &mut file,
+            Some(md.len()),
+            &Cut::Cdc(&self.repo.chunker),
+            path,
+        )?;
+        (node.content, node.content_depth) = self.content_list(ids)?;
+        node.size = size;
+        Ok(())
+    }
+
+    /// Stores the consistent copy of the database `src` as a file node
+    /// with `src`'s metadata, cut at page boundaries.
+    fn store_database(&self, src: &Path, copy: &crate::sqlite::DatabaseCopy) -> Result<Node> {
+        let md = std::fs::metadata(src).at(src)?;
+        let mut node = node_from_metadata(b"db", &md);
+        node.kind = NodeKind::File;
+        let mut file = File::open(&copy.path).at(&copy.path)?;
+        let len = file.metadata().at(&copy.path)?.len();
+        let cut = match self.repo.config.database_chunking {
+            Some(chunking) => Cut::Pages {
+                chunking,
+                page_size: copy.record.page_size as usize,
+                key: &self.repo.key.chunker,
+            },
+            None => Cut::Cdc(&self.repo.chunker),
+        };
+        let (ids, size) = self.store_stream(&mut file, Some(len), &cut, src)?;
+        (node.content, node.content_depth) = self.content_list(ids)?;
+        node.size = size;
+        Ok(node)
+    }
+
+    /// Stores standard input or a command's output as a file node.
+    fn store_stream_source(&self, src: &StdinSource) -> Result<Node> {
+        let mut node = Node::new(src.filename.as_bytes().to_vec(), NodeKind::File);
+        node.mode = 0o644;
+        // SAFETY: getuid/getgid have no preconditions.
+        node.uid = unsafe { libc::getuid() };
+        node.gid = unsafe { libc::getgid() };
+        let now = chrono::Utc::now();
+        node.mtime = now.timestamp();
+        node.mtime_nsec = now.timestamp_subsec_nanos().min(999_999_999);
+        node.links = 1;
+        let what = PathBuf::from("/").join(&src.filename);
+        let cut = Cut::Cdc(&self.repo.chunker);
+        let (ids, size) = match &src.command {
+            None => {
+                let stdin = std::io::stdin();
+                let mut lock = stdin.lock();
+                self.store_stream(&mut lock, None, &cut, Path::new("standard input"))?
+            }
+            Some(cmd) => run_command(cmd, |out| self.store_stream(out, None, &cut, &what))?,
+        };
+        (node.content, node.content_depth) = self.content_list(ids)?;
+        node.size = size;
+        Ok(node)
+    }
+
+    /// Reads `reader` to its end, cutting with `cut` and storing each chunk;
+    /// returns the data blob ids and the length. Memory stays bounded by a
+    /// window of a few maximum-size chunks per worker, whatever the length.
+    fn store_stream(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<u64>,
+        cut: &Cut<'_>,
+        path: &Path,
+    ) -> Result<(Vec<Id>, u64)> {
+        let max = cut.max();
         // Keep several chunks in flight so large files use every core.
         // Bounded: a few maximum-size chunks per worker thread at most.
         let window = (max * rayon::current_num_threads().clamp(2, 4)).max(4 << 20);
-        let mut buf: Vec<u8> = Vec::with_capacity((md.len() as usize).min(window) + 1);
+        let initial = expected.map_or(window, |e| (e as usize).min(window) + 1);
+        let mut buf: Vec<u8> = Vec::with_capacity(initial);
         let mut content = Vec::new();
         let mut size = 0u64;
         let mut eof = false;
-        let expected = md.len();
+        let expected = expected.unwrap_or(u64::MAX);
         let mut read_total = 0u64;
         while !eof || !buf.is_empty() {
             while !eof && buf.len() < window {
                 let start = buf.len();
                 // Size reads by what the file should still hold (plus a little,
                 // to see EOF or growth) so small files cost small buffers.
-                let left = expected.saturating_sub(read_total) as usize;
+                let left = expected.saturating_sub(read_total).min(window as u64) as usize;
                 let want = (window - start).min(left.max(64 * 1024) + 1);
                 buf.resize(start + want, 0);
-                let n = read_retry(&mut file, &mut buf[start..]).at(path)?;
+                let n = read_retry(reader, &mut buf[start..]).at(path)?;
                 buf.truncate(start + n);
                 read_total += n as u64;
                 if n == 0 {
@@ -533,7 +764,7 @@ impl Archiver<'_> {
             let mut cuts = Vec::new();
             let mut pos = 0;
             while pos < buf.len() && (eof || buf.len() - pos >= max) {
-                let n = self.repo.chunker.next_cut(&buf[pos..]);
+                let n = cut.next(&buf[pos..]);
                 cuts.push((pos, n));
                 pos += n;
             }
@@ -554,13 +785,115 @@ impl Archiver<'_> {
             self.progress.bytes.fetch_add(pos as u64, Ordering::Relaxed);
             buf.drain(..pos);
         }
-        node.content = content;
-        node.size = size;
-        Ok(())
+        Ok((content, size))
     }
 }
 
-fn read_retry(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// How a stream is cut into chunks.
+enum Cut<'a> {
+    /// Content-defined chunking (ordinary files, streams).
+    Cdc(&'a Chunker),
+    /// Database pages.
+    Pages {
+        chunking: DatabaseChunking,
+        page_size: usize,
+        key: &'a [u8; 32],
+    },
+}
+
+impl Cut<'_> {
+    /// Largest chunk.
+    fn max(&self) -> usize {
+        match self {
+            Cut::Cdc(c) => c.params().max_size as usize,
+            Cut::Pages {
+                chunking,
+                page_size,
+                ..
+            } => chunking.max_pages() as usize * page_size.max(&1),
+        }
+    }
+
+    /// Length of the next chunk at the start of `data`.
+    fn next(&self, data: &[u8]) -> usize {
+        match self {
+            Cut::Cdc(c) => c.next_cut(data),
+            Cut::Pages {
+                chunking,
+                page_size,
+                key,
+            } => chunking.next_cut(data, *page_size, key),
+        }
+    }
+}
+
+/// Runs `cmd` with its standard output piped to `consume`. Its standard
+/// error passes through to ours, and its last lines are kept for the error
+/// if it fails. A command that exits non-zero is an error, whatever
+/// `consume` returned.
+fn run_command<T>(cmd: &[OsString], consume: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let shown = cmd
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::InvalidInput(format!("cannot run {shown:?}: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let tail = std::thread::spawn(move || {
+        const KEEP: usize = 4096;
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 2 * KEEP {
+                        tail.drain(..tail.len() - KEEP);
+                    }
+                }
+            }
+        }
+        let start = tail.len().saturating_sub(KEEP);
+        String::from_utf8_lossy(&tail[start..]).into_owned()
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let result = consume(&mut stdout);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    drop(stdout);
+    let status = child.wait().map_err(|e| Error::io(&cmd[0], e))?;
+    let tail = tail.join().unwrap_or_default();
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        let desc = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => status.to_string(),
+        };
+        let lines: Vec<&str> = tail.lines().collect();
+        let stderr_tail = lines[lines.len().saturating_sub(10)..].join("\n");
+        return Err(Error::CommandFailed {
+            command: shown,
+            status: desc,
+            code: status.code(),
+            stderr_tail,
+        });
+    }
+    result
+}
+
+fn read_retry(f: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match f.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -250,10 +250,28 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                         }
                     }
                     NodeKind::File => {
+                        // Content-list blobs (indirect content) are used too.
+                        let (content, list_problem) =
+                            crate::content::expand_lenient(repo, n, &mut |id| {
+                                used.insert(*id);
+                            });
+                        if let Some(p) = list_problem {
+                            if first_visit {
+                                rep.errors.push(format!(
+                                    "snapshot {}: {}: {p}",
+                                    sid.short(),
+                                    child.display()
+                                ));
+                            }
+                            damaged
+                                .entry(sid.short())
+                                .or_default()
+                                .push(format!("{}: {p}", child.display()));
+                        }
                         // Every blob of the file is referenced, also those
                         // after a damaged one (the loop stops at the first).
-                        used.extend(n.content.iter().copied());
-                        for b in &n.content {
+                        used.extend(content.iter().copied());
+                        for b in &content {
                             let problem = if let Some(p) = bad_blobs.get(b) {
                                 Some(p.clone())
                             } else if repo.index.get(b).is_none() {

@@ -61,6 +61,121 @@ impl ChunkerParams {
     }
 }
 
+/// How database files (`backup --sqlite`) are cut into chunks: always at
+/// page boundaries, so a page rewritten in place changes one chunk. Stored
+/// in the repository config (see format-spec/v1-databases.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatabaseChunking {
+    /// Fixed groups of `pages` consecutive pages.
+    FixedPages {
+        /// Pages per chunk.
+        pages: u32,
+    },
+    /// Content-defined cut points restricted to page boundaries: a chunk
+    /// ends after a page whose keyed hash is `avg_pages - 1` modulo
+    /// `avg_pages`, once it has `min_pages` pages; it has at most `max_pages`.
+    PageCdc {
+        /// Fewest pages per chunk (except the last).
+        min_pages: u32,
+        /// Cut-point modulus (a power of two).
+        avg_pages: u32,
+        /// Most pages per chunk.
+        max_pages: u32,
+    },
+}
+
+impl DatabaseChunking {
+    /// Largest number of pages a chunk may span (with 64 KiB pages, 16 MiB).
+    pub const MAX_PAGES: u32 = 256;
+
+    /// The default for new repositories, chosen by measurement
+    /// (`benches/sqlite_dedup.sh`; figures in the README): one page per chunk.
+    pub const DEFAULT: DatabaseChunking = DatabaseChunking::FixedPages { pages: 1 };
+
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            DatabaseChunking::FixedPages { pages } => {
+                if !(1..=Self::MAX_PAGES).contains(&pages) {
+                    return Err(format!(
+                        "database chunking: {pages} pages per chunk out of range 1..={}",
+                        Self::MAX_PAGES
+                    ));
+                }
+            }
+            DatabaseChunking::PageCdc {
+                min_pages,
+                avg_pages,
+                max_pages,
+            } => {
+                if !(1 <= min_pages
+                    && min_pages <= avg_pages
+                    && avg_pages <= max_pages
+                    && max_pages <= Self::MAX_PAGES
+                    && avg_pages.is_power_of_two())
+                {
+                    return Err(format!(
+                        "database chunking: pages min {min_pages}, avg {avg_pages}, max {max_pages} \
+                         out of range (need 1 <= min <= avg (a power of two) <= max <= {})",
+                        Self::MAX_PAGES
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Most pages in one chunk.
+    pub fn max_pages(&self) -> u32 {
+        match *self {
+            DatabaseChunking::FixedPages { pages } => pages,
+            DatabaseChunking::PageCdc { max_pages, .. } => max_pages,
+        }
+    }
+
+    /// Length in bytes of the next chunk at the start of `data` for a
+    /// database of `page_size`-byte pages. `data` must hold at least
+    /// `max_pages` pages unless it is the end of the file. `key` is the
+    /// repository's chunker key (for the page hash of `PageCdc`).
+    pub fn next_cut(&self, data: &[u8], page_size: usize, key: &[u8; 32]) -> usize {
+        if data.is_empty() {
+            return 0;
+        }
+        let page_size = page_size.max(1);
+        let cut = match *self {
+            DatabaseChunking::FixedPages { pages } => pages as usize * page_size,
+            DatabaseChunking::PageCdc {
+                min_pages,
+                avg_pages,
+                max_pages,
+            } => {
+                let mut n = 0usize;
+                let mut off = 0usize;
+                loop {
+                    if off >= data.len() {
+                        break off;
+                    }
+                    let end = (off + page_size).min(data.len());
+                    n += 1;
+                    if n >= max_pages as usize {
+                        break end;
+                    }
+                    if n >= min_pages as usize {
+                        let h = blake3::keyed_hash(key, &data[off..end]);
+                        let b = h.as_bytes();
+                        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        if v % avg_pages == avg_pages - 1 {
+                            break end;
+                        }
+                    }
+                    off = end;
+                }
+            }
+        };
+        cut.clamp(1, data.len())
+    }
+}
+
 /// A chunker for one repository: validated limits plus the secret gear table.
 #[derive(Clone)]
 pub struct Chunker {

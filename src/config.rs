@@ -5,7 +5,7 @@
 //! validated on load, since a damaged config must fail loudly, not steer the
 //! chunker out of its limits.
 
-use crate::chunker::ChunkerParams;
+use crate::chunker::{ChunkerParams, DatabaseChunking};
 use crate::crypto::MasterKey;
 use crate::envelope;
 use crate::error::{Error, Result};
@@ -29,6 +29,17 @@ pub struct Config {
     pub compression_level: i32,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// How database files are chunked (`None`: like ordinary files). Not
+    /// part of the version 1 config encoding: it travels in the config's
+    /// extension block (format-spec/v1-databases.md).
+    #[serde(skip)]
+    pub database_chunking: Option<DatabaseChunking>,
+}
+
+/// The config extension block.
+#[derive(Serialize, Deserialize)]
+struct ConfigExt {
+    database_chunking: DatabaseChunking,
 }
 
 impl Config {
@@ -47,6 +58,7 @@ impl Config {
             chunker,
             compression_level,
             pack_size,
+            database_chunking: Some(DatabaseChunking::DEFAULT),
         };
         c.validate().map_err(Error::InvalidInput)?;
         Ok(c)
@@ -70,12 +82,27 @@ impl Config {
         if !(Self::MIN_PACK_SIZE..=Self::MAX_PACK_SIZE).contains(&self.pack_size) {
             return Err(format!("pack size {} out of range", self.pack_size));
         }
+        if let Some(d) = &self.database_chunking {
+            d.validate()?;
+        }
         Ok(())
     }
 
     /// Seals the config for writing.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
-        envelope::seal(key, MAGIC, self)
+        envelope::seal_plain(key, MAGIC, &self.to_plaintext()?)
+    }
+
+    /// The plaintext: the version 1 fields, then the extension block if
+    /// there is anything to put in it.
+    pub fn to_plaintext(&self) -> Result<Vec<u8>> {
+        let mut plain = envelope::to_postcard(self)?;
+        if let Some(d) = self.database_chunking {
+            plain.extend_from_slice(&envelope::to_postcard(&ConfigExt {
+                database_chunking: d,
+            })?);
+        }
+        Ok(plain)
     }
 
     /// Opens and validates a config file.
@@ -86,7 +113,8 @@ impl Config {
 
     /// Decodes and validates the plaintext of a config file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Config> {
-        let c: Config = envelope::from_postcard(plain, what)?;
+        let (mut c, ext) = envelope::from_postcard_ext::<Config, ConfigExt>(plain, what)?;
+        c.database_chunking = ext.map(|e| e.database_chunking);
         c.validate().map_err(|p| Error::corrupt(what, p))?;
         Ok(c)
     }

@@ -23,6 +23,30 @@ pub fn seal<T: Serialize>(key: &MasterKey, magic: &[u8; 8], value: &T) -> Result
     Ok(out)
 }
 
+/// Seals an already encoded plaintext behind `magic`.
+pub fn seal_plain(key: &MasterKey, magic: &[u8; 8], plain: &[u8]) -> Result<Vec<u8>> {
+    let sealed = key.seal(magic, plain)?;
+    let mut out = Vec::with_capacity(8 + sealed.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Decodes a version 1 object optionally followed by one extension block
+/// (format-spec/v1-databases.md): returns the object and the block, if any.
+/// Both parts are decoded strictly.
+pub fn from_postcard_ext<T: DeserializeOwned, E: DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(T, Option<E>)> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
+    if rest.is_empty() {
+        return Ok((value, None));
+    }
+    Ok((value, Some(from_postcard(rest, what)?)))
+}
+
 /// Checks the magic, opens the envelope and decodes the object.
 /// `what` names the file in errors.
 pub fn open<T: DeserializeOwned>(

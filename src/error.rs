@@ -46,6 +46,18 @@ pub enum Error {
     /// The repository is locked by another process.
     #[error("{0}")]
     Locked(String),
+    /// A command whose output was being backed up failed.
+    #[error("command {command:?} failed ({status}); no snapshot was saved{}", if stderr_tail.is_empty() { String::new() } else { format!("; its stderr ends with:\n{stderr_tail}") })]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// How it ended ("exit status 1", "signal 9").
+        status: String,
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+        /// The last lines of its standard error.
+        stderr_tail: String,
+    },
 }
 
 impl Error {

@@ -1,7 +1,8 @@
 //! Which blobs the snapshots reference.
 //!
 //! Prune deletes only what this walk does not reach, so the walk is strict:
-//! any tree it cannot read stops it with an error instead of under-counting.
+//! any tree (or content-list blob) it cannot read stops it with an error
+//! instead of under-counting.
 
 use crate::error::Result;
 use crate::id::Id;
@@ -43,7 +44,20 @@ pub fn reachable(repo: &Repository, roots: impl IntoIterator<Item = Id>) -> Resu
                         stack.push(sub);
                     }
                 }
-                NodeKind::File => r.data.extend(n.content),
+                NodeKind::File if n.content_depth == 0 => r.data.extend(n.content),
+                NodeKind::File => {
+                    // Content-list blobs are tree-type blobs: prune must keep them.
+                    let trees = &mut r.trees;
+                    let data = crate::content::expand_with(
+                        repo,
+                        &n.content,
+                        n.content_depth,
+                        &mut |id| {
+                            trees.insert(*id);
+                        },
+                    )?;
+                    r.data.extend(data);
+                }
                 _ => {}
             }
         }

@@ -6,7 +6,7 @@
 
 use crate::backend::{CONFIG, FileKind, LocalBackend};
 use crate::blob::{self, BlobType};
-use crate::chunker::{Chunker, ChunkerParams};
+use crate::chunker::{Chunker, ChunkerParams, DatabaseChunking};
 use crate::config::Config;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
@@ -35,6 +35,8 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Argon2id parameters of the first key file.
     pub kdf: KdfParams,
+    /// How database files are chunked.
+    pub database_chunking: DatabaseChunking,
 }
 
 impl Default for InitOptions {
@@ -44,6 +46,7 @@ impl Default for InitOptions {
             compression_level: 3,
             pack_size: Config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::DEFAULT,
+            database_chunking: DatabaseChunking::DEFAULT,
         }
     }
 }
@@ -112,7 +115,9 @@ impl Repository {
             }
         }
         let key = MasterKey::generate()?;
-        let config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
+        let mut config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
+        config.database_chunking = Some(opts.database_chunking);
+        config.validate().map_err(Error::InvalidInput)?;
         let chunker = Chunker::new(config.chunker, &key.chunker).map_err(Error::InvalidInput)?;
         backend.create_layout()?;
         let kf = KeyFile::create(&key, password, opts.kdf, &hostname(), &username())?;

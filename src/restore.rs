@@ -37,6 +37,22 @@ pub struct RestoreOptions {
     pub excludes: Vec<String>,
     /// Re-read restored files and check them against the snapshot.
     pub verify: bool,
+    /// The snapshot's database records: each restored database is re-opened,
+    /// checked and compared with its record (always, not only with `verify`).
+    pub databases: Vec<crate::snapshot::DatabaseRecord>,
+}
+
+/// Outcome of checking one restored database against its record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatabaseVerification {
+    /// The database's path in the snapshot.
+    pub path: String,
+    /// Where it was restored.
+    pub restored_to: PathBuf,
+    /// Whether it passed every comparison.
+    pub verified: bool,
+    /// What did not match (empty when verified).
+    pub problems: Vec<String>,
 }
 
 /// Live counters for progress display.
@@ -63,6 +79,8 @@ pub struct RestoreStats {
     pub verified: u64,
     /// Problems, one line each. Empty means success.
     pub errors: Vec<String>,
+    /// Restored databases and whether each matches its record.
+    pub databases: Vec<DatabaseVerification>,
 }
 
 struct Item {
@@ -225,6 +243,30 @@ pub fn restore(
         });
         stats.verified = verified.into_inner();
     }
+    for rec in &opts.databases {
+        let rel = rec.path.trim_start_matches('/');
+        let Some(f) = plan
+            .files
+            .iter()
+            .find(|f| f.rel.as_os_str().as_bytes() == rel.as_bytes())
+        else {
+            continue; // not selected for this restore
+        };
+        let p = target.join(&f.rel);
+        let problems = crate::sqlite::verify_restored(&p, rec);
+        if !problems.is_empty() {
+            err(
+                &p,
+                &format!("database NOT verified: {}", problems.join("; ")),
+            );
+        }
+        stats.databases.push(DatabaseVerification {
+            path: rec.path.clone(),
+            restored_to: p,
+            verified: problems.is_empty(),
+            problems,
+        });
+    }
     stats.errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(stats)
 }
@@ -333,9 +375,10 @@ fn write_file(repo: &Repository, p: &Path, node: &Node, progress: &RestoreProgre
     };
     // Offsets come from the index, so the chunks of one large file can be
     // read, decrypted and written in parallel with positional writes.
-    let mut offsets = Vec::with_capacity(node.content.len());
+    let content = crate::content::data_ids(repo, node)?;
+    let mut offsets = Vec::with_capacity(content.len());
     let mut end = 0u64;
-    for id in &node.content {
+    for id in &content {
         offsets.push(end);
         let (_, loc) = repo.index.get(id).ok_or_else(|| {
             Error::corrupt(
@@ -355,16 +398,13 @@ fn write_file(repo: &Repository, p: &Path, node: &Node, progress: &RestoreProgre
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
     };
-    if node.content.len() > 2 {
-        node.content
+    if content.len() > 2 {
+        content
             .par_iter()
             .zip(offsets.par_iter())
             .try_for_each(write_one)?;
     } else {
-        node.content
-            .iter()
-            .zip(offsets.iter())
-            .try_for_each(write_one)?;
+        content.iter().zip(offsets.iter()).try_for_each(write_one)?;
     }
     // Trailing holes need the length set explicitly.
     file.set_len(end).at(p)?;
@@ -436,7 +476,7 @@ fn verify_file(repo: &Repository, p: &Path, node: &Node) -> Result<()> {
         .open(p)
         .at(p)?;
     let mut total = 0u64;
-    for id in &node.content {
+    for id in &crate::content::data_ids(repo, node)? {
         let len = repo
             .index
             .get(id)

@@ -75,6 +75,70 @@ pub struct Snapshot {
     pub error_messages: Vec<String>,
     /// cairn version that wrote it.
     pub program_version: String,
+    /// Databases backed up with `--sqlite`, sorted by path. Not part of the
+    /// version 1 snapshot encoding: it travels in the snapshot's extension
+    /// block (format-spec/v1-databases.md).
+    #[serde(skip)]
+    pub databases: Vec<DatabaseRecord>,
+}
+
+/// Which SQLite check was run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckKind {
+    /// `PRAGMA integrity_check`.
+    Integrity,
+    /// `PRAGMA quick_check`.
+    Quick,
+}
+
+impl CheckKind {
+    /// The pragma's name.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            CheckKind::Integrity => "integrity_check",
+            CheckKind::Quick => "quick_check",
+        }
+    }
+}
+
+/// Row count of one table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// Table name.
+    pub name: String,
+    /// `SELECT count(*)` at backup time.
+    pub rows: u64,
+}
+
+/// What a snapshot records about one SQLite database it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseRecord {
+    /// Absolute path of the database (and of its file in the snapshot), lossy UTF-8.
+    pub path: String,
+    /// Size of the stored database file in bytes.
+    pub size: u64,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages in the stored file.
+    pub page_count: u64,
+    /// BLAKE3 of the schema (format-spec/v1-databases.md).
+    pub schema_hash: [u8; 32],
+    /// Rows per table (ordinary tables, sorted by name).
+    pub tables: Vec<TableRows>,
+    /// The check that was run on the stored copy.
+    pub check: CheckKind,
+    /// Whether it passed.
+    pub check_ok: bool,
+    /// First lines of the check's output when it failed (at most 20).
+    pub check_messages: Vec<String>,
+    /// Journal mode of the live database at backup time (`wal`, `delete`, ...).
+    pub journal_mode: String,
+}
+
+/// The snapshot extension block.
+#[derive(Serialize, Deserialize)]
+struct SnapshotExt {
+    databases: Vec<DatabaseRecord>,
 }
 
 impl Snapshot {
@@ -89,7 +153,19 @@ impl Snapshot {
 
     /// Seals the snapshot for writing.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
-        envelope::seal(key, MAGIC, self)
+        envelope::seal_plain(key, MAGIC, &self.to_plaintext()?)
+    }
+
+    /// The plaintext: the version 1 fields, then the extension block if
+    /// the snapshot holds databases.
+    pub fn to_plaintext(&self) -> Result<Vec<u8>> {
+        let mut plain = envelope::to_postcard(self)?;
+        if !self.databases.is_empty() {
+            plain.extend_from_slice(&envelope::to_postcard(&SnapshotExt {
+                databases: self.databases.clone(),
+            })?);
+        }
+        Ok(plain)
     }
 
     /// Opens and validates a snapshot file. `what` names it.
@@ -100,7 +176,13 @@ impl Snapshot {
 
     /// Decodes and validates the plaintext of a snapshot file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Snapshot> {
-        let s: Snapshot = envelope::from_postcard(plain, what)?;
+        let (mut s, ext) = envelope::from_postcard_ext::<Snapshot, SnapshotExt>(plain, what)?;
+        if let Some(ext) = ext {
+            if ext.databases.is_empty() {
+                return Err(Error::corrupt(what, "empty extension block"));
+            }
+            s.databases = ext.databases;
+        }
         if s.time_nsec >= 1_000_000_000 || FixedOffset::east_opt(s.utc_offset).is_none() {
             return Err(Error::corrupt(what, "time out of range"));
         }

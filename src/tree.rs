@@ -79,10 +79,18 @@ pub struct Node {
     pub rdev: u64,
     /// Target of a symlink (raw bytes).
     pub link_target: Vec<u8>,
-    /// Data blob ids of a file's content, in order.
+    /// A file's content, in order: data blob ids when `content_depth` is
+    /// 0, else ids of content-list blobs of that depth (see [`crate::content`]).
     pub content: Vec<Id>,
     /// Tree blob id of a directory's listing.
     pub subtree: Option<Id>,
+    /// How many levels of content-list blobs lie between `content` and the
+    /// data blobs (0: `content` lists the data blobs themselves). Not part
+    /// of the version 1 node encoding: it travels in the tree's extension
+    /// block (format-spec/v1-databases.md), so trees without indirect
+    /// content encode exactly as before.
+    #[serde(skip)]
+    pub content_depth: u8,
 }
 
 impl Node {
@@ -106,6 +114,7 @@ impl Node {
             link_target: Vec::new(),
             content: Vec::new(),
             subtree: None,
+            content_depth: 0,
         }
     }
 
@@ -135,6 +144,18 @@ pub fn validate_name(name: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Per-node fields of the tree extension block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct NodeExt {
+    content_depth: u8,
+}
+
+/// The tree extension block: one entry per node, in node order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TreeExt {
+    nodes: Vec<NodeExt>,
+}
+
 /// A directory listing: nodes sorted by name bytes, names unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
@@ -149,14 +170,51 @@ impl Tree {
     }
 
     /// Canonical encoding (the blob plaintext). Sorts first.
+    ///
+    /// The version 1 encoding of the nodes, followed by the extension block
+    /// only if some node needs it (a file with indirect content).
     pub fn encode(&mut self) -> Result<Vec<u8>> {
         self.sort();
-        to_postcard(self)
+        let mut out = to_postcard(self)?;
+        if self.nodes.iter().any(|n| n.content_depth != 0) {
+            let ext = TreeExt {
+                nodes: self
+                    .nodes
+                    .iter()
+                    .map(|n| NodeExt {
+                        content_depth: n.content_depth,
+                    })
+                    .collect(),
+            };
+            out.extend_from_slice(&to_postcard(&ext)?);
+        }
+        Ok(out)
     }
 
     /// Decodes and validates a tree blob plaintext.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Tree> {
-        let t: Tree = from_postcard(bytes, what)?;
+        let (mut t, rest) = postcard::take_from_bytes::<Tree>(bytes)
+            .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
+        if !rest.is_empty() {
+            let ext: TreeExt = from_postcard(rest, what)?;
+            if ext.nodes.len() != t.nodes.len() {
+                return Err(Error::corrupt(
+                    what,
+                    format!(
+                        "extension block describes {} nodes, the tree has {}",
+                        ext.nodes.len(),
+                        t.nodes.len()
+                    ),
+                ));
+            }
+            if ext.nodes.iter().all(|e| e.content_depth == 0) {
+                // The encoder omits a block that says nothing: one encoding per tree.
+                return Err(Error::corrupt(what, "empty extension block"));
+            }
+            for (n, e) in t.nodes.iter_mut().zip(ext.nodes) {
+                n.content_depth = e.content_depth;
+            }
+        }
         t.validate().map_err(|p| Error::corrupt(what, p))?;
         Ok(t)
     }
@@ -198,6 +256,20 @@ impl Tree {
                 return Err(format!(
                     "{} is not a file but has content",
                     n.display_name()
+                ));
+            }
+            if n.content_depth != 0 && (n.kind != NodeKind::File || n.content.is_empty()) {
+                return Err(format!(
+                    "{}: indirect content on a {} without content",
+                    n.display_name(),
+                    n.kind.name()
+                ));
+            }
+            if n.content_depth > crate::content::MAX_DEPTH {
+                return Err(format!(
+                    "{}: content depth {} out of range",
+                    n.display_name(),
+                    n.content_depth
                 ));
             }
         }

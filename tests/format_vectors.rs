@@ -97,6 +97,7 @@ fn fixed_config() -> Config {
         chunker: ChunkerParams::DEFAULT,
         compression_level: 3,
         pack_size: 16 * 1024 * 1024,
+        database_chunking: None,
     }
 }
 
@@ -179,6 +180,7 @@ fn fixed_snapshot() -> Snapshot {
         },
         error_messages: vec!["/srv/x: Permission denied".into()],
         program_version: "cairn 0.1.0".into(),
+        databases: Vec::new(),
     }
 }
 
@@ -1370,6 +1372,7 @@ fn repo_v1_config_key_and_snapshot() {
             },
             compression_level: 3,
             pack_size: 16 * 1024 * 1024,
+            database_chunking: None,
         }
     );
     let kf = KeyFile::decode(
@@ -1415,6 +1418,7 @@ fn repo_v1_config_key_and_snapshot() {
             },
             error_messages: vec![],
             program_version: "cairn 0.1.0".into(),
+            databases: Vec::new(),
         }
     );
     assert_eq!(s.datetime().to_rfc3339(), "2026-01-01T00:00:00+00:00");
@@ -1927,6 +1931,7 @@ mod spec {
             },
             compression_level: c.i32(),
             pack_size: c.u32(),
+            database_chunking: None,
         };
         c.end();
         cfg
@@ -2056,6 +2061,7 @@ mod spec {
                 link_target: c.bytes(),
                 content: c.ids(),
                 subtree: c.option_id(),
+                content_depth: 0,
             })
             .collect();
         c.end();
@@ -2093,6 +2099,7 @@ mod spec {
             },
             error_messages: c.strings(),
             program_version: c.string(),
+            databases: Vec::new(),
         };
         c.end();
         s

@@ -432,6 +432,7 @@ fn sample_snapshot(key: &MasterKey) -> Snapshot {
         },
         error_messages: vec!["/home/alice/x: permission denied".into()],
         program_version: "0.1.0".into(),
+        databases: Vec::new(),
     }
 }
 
@@ -492,6 +493,7 @@ pub fn seeds() -> Vec<Seed> {
             chunker,
             compression_level: level,
             pack_size: size,
+            database_chunking: None,
         };
         add(
             "fuzz_config",
@@ -603,6 +605,7 @@ pub fn seeds() -> Vec<Seed> {
         summary: Summary::default(),
         error_messages: vec![],
         program_version: String::new(),
+        databases: Vec::new(),
     };
     for (name, s) in [("full", full), ("minimal", minimal)] {
         add(

@@ -73,7 +73,10 @@ pub enum Command {
     #[command(after_help = "Examples:
   cairn backup /etc /home --tag nightly
   cairn backup ~/data --exclude '*.tmp' --exclude-file ~/.cairn-excludes
-  cairn backup /srv/app --host app01 --time '2026-11-28 14:00'")]
+  cairn backup /srv/app --host app01 --time '2026-11-28 14:00'
+  cairn backup /srv/app --sqlite /srv/app/state.db
+  pg_dump mydb | cairn backup --stdin --stdin-filename mydb.sql
+  cairn backup --stdin-from-command --stdin-filename mydb.sql -- pg_dump mydb")]
     Backup(BackupArgs),
     /// List snapshots
     #[command(
@@ -165,6 +168,10 @@ pub struct InitArgs {
     /// Maximum chunk size in bytes
     #[arg(long, default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
     pub chunk_max: u32,
+    /// How `backup --sqlite` cuts database files: fixed:PAGES (groups of pages)
+    /// or cdc:MIN:AVG:MAX (content-defined cuts at page boundaries, in pages)
+    #[arg(long, default_value = "fixed:1", value_name = "SPEC")]
+    pub db_chunking: String,
     #[command(flatten)]
     pub kdf: KdfArgs,
 }
@@ -186,8 +193,29 @@ pub struct FilterArgs {
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Files and directories to back up
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Copy this live SQLite database consistently (online backup API), check it and store it under its path (repeatable)
+    #[arg(long = "sqlite", value_name = "DBFILE")]
+    pub sqlite: Vec<PathBuf>,
+    /// Check databases with PRAGMA quick_check instead of integrity_check
+    #[arg(long)]
+    pub sqlite_quick: bool,
+    /// Save a database that fails its check anyway, marked as failed (exit status 3)
+    #[arg(long)]
+    pub sqlite_allow_corrupt: bool,
+    /// Store standard input as the file /NAME (see --stdin-filename)
+    #[arg(long)]
+    pub stdin: bool,
+    /// Run the command given after -- and store its standard output as /NAME; no snapshot if it fails
+    #[arg(long)]
+    pub stdin_from_command: bool,
+    /// File name for --stdin / --stdin-from-command
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    pub stdin_filename: String,
+    /// The command for --stdin-from-command (after --)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
     /// Host name to record (default: this machine's)
     #[arg(long)]
     pub host: Option<String>,

@@ -1,7 +1,7 @@
 //! Text and JSON rendering shared by the commands.
 
 use cairn::Id;
-use cairn::snapshot::Snapshot;
+use cairn::snapshot::{DatabaseRecord, Snapshot};
 use cairn::tree::Node;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
@@ -59,7 +59,45 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
             "backup_end": chrono::DateTime::from_timestamp_nanos(m.finished_ns).to_rfc3339(),
         },
         "error_messages": s.error_messages,
+        "databases": s.databases.iter().map(database_json).collect::<Vec<_>>(),
     })
+}
+
+/// JSON form of a database record (documented in the README).
+pub fn database_json(d: &DatabaseRecord) -> Value {
+    json!({
+        "path": d.path,
+        "type": "sqlite",
+        "size": d.size,
+        "page_size": d.page_size,
+        "page_count": d.page_count,
+        "schema_hash": hex::encode(d.schema_hash),
+        "tables": d.tables.iter().map(|t| json!({"name": t.name, "rows": t.rows})).collect::<Vec<_>>(),
+        "total_rows": d.tables.iter().map(|t| t.rows).sum::<u64>(),
+        "check": d.check.pragma(),
+        "check_ok": d.check_ok,
+        "check_messages": d.check_messages,
+        "journal_mode": d.journal_mode,
+    })
+}
+
+/// One-line summary of a database record.
+pub fn database_summary(d: &DatabaseRecord) -> String {
+    format!(
+        "sqlite: {} pages of {} B, {} {}, {} tables / {} rows, schema {}",
+        d.page_count,
+        d.page_size,
+        d.check.pragma(),
+        if d.check_ok { "ok" } else { "FAILED" },
+        d.tables.len(),
+        d.tables.iter().map(|t| t.rows).sum::<u64>(),
+        &hex::encode(d.schema_hash)[..8]
+    )
+}
+
+/// `database PATH: summary` for text output.
+pub fn database_line(d: &DatabaseRecord) -> String {
+    format!("database {}: {}", d.path, database_summary(d))
 }
 
 /// Node modification time as RFC 3339 (UTC).
@@ -84,6 +122,7 @@ pub fn node_json(path: &str, n: &Node) -> Value {
         "links": n.links,
         "link_target": if n.link_target.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&n.link_target).into_owned()) },
         "content_blobs": n.content.len(),
+        "content_depth": n.content_depth,
     })
 }
 
