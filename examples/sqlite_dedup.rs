@@ -425,9 +425,9 @@ fn run(cmd: &mut Command) {
     }
 }
 
-fn have(tool: &str) -> bool {
+fn have(tool: &str, version_arg: &str) -> bool {
     Command::new(tool)
-        .arg("--version")
+        .arg(version_arg)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
@@ -493,7 +493,7 @@ impl Tool for Restic {
             .env("RESTIC_PASSWORD", "bench")
             .arg("-r")
             .arg(&self.repo)
-            .args(["backup", "-q", "--no-scan"])
+            .args(["backup", "-q"])
             .arg(db));
     }
     fn repo(&self) -> PathBuf {
@@ -591,7 +591,7 @@ fn main() {
         c.init();
         tools.push(Box::new(c));
     }
-    if use_restic && have("restic") {
+    if use_restic && have("restic", "version") {
         let repo = dir.join("restic");
         let _ = std::fs::remove_dir_all(&repo);
         run(Command::new("restic")
@@ -603,7 +603,7 @@ fn main() {
     } else if use_restic {
         println!("restic not installed: skipped");
     }
-    if use_borg && have("borg") {
+    if use_borg && have("borg", "--version") {
         let repo = dir.join("borg");
         let _ = std::fs::remove_dir_all(&repo);
         run(Command::new("borg")

@@ -152,8 +152,10 @@ pub fn copy_database(src: &Path, opts: &SqliteOptions) -> Result<DatabaseCopy> {
                 StepResult::More => {
                     let p = backup.progress();
                     let done = p.pagecount as i64 - p.remaining as i64;
-                    if done < last_done {
-                        // A writer changed the source: SQLite started over.
+                    if done <= last_done {
+                        // A writer changed the source: SQLite started over
+                        // (each step copies something, so no progress means
+                        // the copy went back to the first page).
                         restarts += 1;
                         step = step.saturating_mul(2);
                         if step as i64 >= p.pagecount as i64 {
