@@ -2,10 +2,11 @@
 # Starts a private PostgreSQL server for tests/stdin_pg.rs and prints the
 # connection settings as `export` lines (eval them). Usage:
 #   eval "$(bash .ci/postgres.sh start)"   ...   bash .ci/postgres.sh stop
-# The cluster lives in /tmp/cairn-ci-pg (unix socket there, port 54329, no TCP,
-# trust authentication for the postgres role); it is created fresh each start.
+# Each start makes a fresh cluster in its own directory /tmp/cairn-pg.XXXXXX
+# (unix socket there, port 54329, no TCP, trust authentication for the
+# postgres role), so concurrent runs do not disturb each other; `stop` stops
+# the one named by $PGHOST and removes it.
 set -euo pipefail
-dir=/tmp/cairn-ci-pg
 port=54329
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 if [ -z "$bin" ]; then
@@ -15,11 +16,8 @@ fi
 as_pg() { runuser -u postgres -- "$@"; }
 case "${1:-start}" in
   start)
-    if [ -f "$dir/data/postmaster.pid" ]; then
-      as_pg "$bin/pg_ctl" -D "$dir/data" stop -m immediate >/dev/null 2>&1 || true
-    fi
-    rm -rf "$dir"
-    mkdir -p "$dir"
+    dir=$(mktemp -d /tmp/cairn-pg.XXXXXX)
+    chmod 755 "$dir"
     chown postgres: "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
@@ -29,6 +27,12 @@ case "${1:-start}" in
     echo "export PGHOST=$dir PGPORT=$port PGUSER=postgres"
     ;;
   stop)
-    as_pg "$bin/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+    dir=${PGHOST:-}
+    case "$dir" in
+      /tmp/cairn-pg.*)
+        as_pg "$bin/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+        rm -rf "$dir"
+        ;;
+    esac
     ;;
 esac

@@ -223,6 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn decode_rejects_bad_lists() {
+        let good = ContentList {
+            depth: 1,
+            ids: ids(3, 9),
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(ContentList::decode(&good, 1, "t").unwrap().ids.len(), 3);
+        assert!(ContentList::decode(&good, 2, "t").is_err());
+        let empty = ContentList {
+            depth: 1,
+            ids: vec![],
+        }
+        .encode()
+        .unwrap();
+        assert!(ContentList::decode(&empty, 1, "t").is_err());
+        for i in 0..good.len() {
+            assert!(ContentList::decode(&good[..i], 1, "t").is_err());
+            let mut m = good.clone();
+            m[i] ^= 0x80;
+            let _ = ContentList::decode(&m, 1, "t");
+        }
+        // A hostile length prefix does not allocate.
+        assert!(ContentList::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f], 1, "t").is_err());
+    }
+
+    #[test]
     fn build_and_small_lists() {
         let store = Mutex::new(std::collections::HashMap::new());
         let save = |b: &[u8]| {

@@ -218,3 +218,62 @@ impl SnapshotFilter {
             && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            time: 1,
+            time_nsec: 0,
+            utc_offset: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            paths: vec!["/db".into()],
+            tags: vec![],
+            tree: Id::default(),
+            parent: None,
+            summary: Summary::default(),
+            error_messages: vec![],
+            program_version: "cairn".into(),
+            databases: vec![],
+        }
+    }
+
+    #[test]
+    fn extension_block_only_with_databases() {
+        let mut s = snap();
+        let v1 = s.to_plaintext().unwrap();
+        assert_eq!(v1, envelope::to_postcard(&s).unwrap());
+        s.databases.push(DatabaseRecord {
+            path: "/db".into(),
+            size: 8192,
+            page_size: 4096,
+            page_count: 2,
+            schema_hash: [7; 32],
+            tables: vec![TableRows {
+                name: "t".into(),
+                rows: 3,
+            }],
+            check: CheckKind::Quick,
+            check_ok: true,
+            check_messages: vec![],
+            journal_mode: "wal".into(),
+        });
+        let plain = s.to_plaintext().unwrap();
+        assert_eq!(Snapshot::from_plaintext(&plain, "s").unwrap(), s);
+        // An empty block is not an encoding cairn writes.
+        let empty = [
+            v1,
+            envelope::to_postcard(&SnapshotExt { databases: vec![] }).unwrap(),
+        ]
+        .concat();
+        assert!(Snapshot::from_plaintext(&empty, "s").is_err());
+        for i in 0..plain.len() {
+            let _ = Snapshot::from_plaintext(&plain[..i], "s");
+        }
+    }
+}

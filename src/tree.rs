@@ -308,6 +308,61 @@ mod tests {
     }
 
     #[test]
+    fn extension_block_round_trip_and_rules() {
+        let mut plain = Tree {
+            nodes: vec![Node::new(b"a".to_vec(), NodeKind::File)],
+        };
+        let v1 = plain.encode().unwrap();
+        assert_eq!(
+            v1,
+            to_postcard(&plain).unwrap(),
+            "no block without indirect content"
+        );
+        let mut f = Node::new(b"big".to_vec(), NodeKind::File);
+        f.content = vec![Id([1; 32])];
+        f.content_depth = 2;
+        let mut t = Tree {
+            nodes: vec![f, Node::new(b"dir".to_vec(), NodeKind::File)],
+        };
+        let bytes = t.encode().unwrap();
+        assert_eq!(Tree::decode(&bytes, "t").unwrap(), t);
+        // A block of zeros, a block of the wrong length, and indirect
+        // content on an empty file are rejected.
+        let zeros = [
+            v1.clone(),
+            to_postcard(&TreeExt {
+                nodes: vec![NodeExt { content_depth: 0 }],
+            })
+            .unwrap(),
+        ]
+        .concat();
+        assert!(Tree::decode(&zeros, "t").is_err());
+        let short = [
+            to_postcard(&t).unwrap(),
+            to_postcard(&TreeExt {
+                nodes: vec![NodeExt { content_depth: 1 }],
+            })
+            .unwrap(),
+        ]
+        .concat();
+        assert!(Tree::decode(&short, "t").is_err());
+        let empty = [
+            v1,
+            to_postcard(&TreeExt {
+                nodes: vec![NodeExt { content_depth: 1 }],
+            })
+            .unwrap(),
+        ]
+        .concat();
+        assert!(Tree::decode(&empty, "t").is_err());
+        // Every truncation or extension of the bytes fails cleanly.
+        for i in 0..bytes.len() {
+            let _ = Tree::decode(&bytes[..i], "t");
+        }
+        assert!(Tree::decode(&[bytes.clone(), vec![0]].concat(), "t").is_err());
+    }
+
+    #[test]
     fn round_trip_and_lookup() {
         let mut t = Tree {
             nodes: vec![

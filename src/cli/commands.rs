@@ -637,6 +637,11 @@ fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
             "chunker": {"min_size": repo.config.chunker.min_size, "avg_size": repo.config.chunker.avg_size, "max_size": repo.config.chunker.max_size},
             "compression_level": repo.config.compression_level,
             "pack_size": repo.config.pack_size,
+            "database_chunking": match repo.config.database_chunking {
+                None => json!(null),
+                Some(cairn::chunker::DatabaseChunking::FixedPages { pages }) => json!({"mode": "fixed", "pages": pages}),
+                Some(cairn::chunker::DatabaseChunking::PageCdc { min_pages, avg_pages, max_pages }) => json!({"mode": "cdc", "min_pages": min_pages, "avg_pages": avg_pages, "max_pages": max_pages}),
+            },
         }),
         "snapshot" => {
             let (id, s) = repo.find_snapshot(need_id()?, &SnapshotFilter::default())?;
