@@ -9,7 +9,8 @@
 #   benches/sqlite_dedup.sh --variants fixed:1,fixed:2,fixed:4,cdc:1:2:8,cdc:1:4:16
 #   benches/sqlite_dedup.sh --scale 0.1 --hours 3 # quick run (35 MB database)
 #
-# Needs ~3 GB in $TMPDIR (or --dir DIR) and a few minutes per variant.
+# Needs about 5 GB in $TMPDIR (or --dir DIR) with the defaults, ~0.6 GB more per
+# extra cairn variant, and 10-20 minutes for the full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin cairn --example sqlite_dedup
