@@ -259,15 +259,28 @@ fn index_entry_with_wrong_offset() {
         .find(|p| p.id.to_hex() == pack_hex)
         .unwrap();
     assert!(p.blobs.len() >= 2);
-    // Swap the first two blobs' places: the entries stay contiguous (so
+    // Swap a blob of a1 with its neighbour: the entries stay contiguous (so
     // the index file itself is well formed), but both offsets are wrong.
-    let (e0, e1) = (p.blobs[0], p.blobs[1]);
+    // Blobs of several files share the pack in whatever order the parallel
+    // backup wrote them, so find a1's blob rather than assume its place.
+    let a1_ids: Vec<&String> = blobs
+        .iter()
+        .filter(|b| b.1 == pack_hex)
+        .map(|b| &b.0)
+        .collect();
+    let i = p
+        .blobs
+        .iter()
+        .position(|e| a1_ids.contains(&&e.id.to_hex()))
+        .expect("a1 has a blob in this pack");
+    let i = if i + 1 < p.blobs.len() { i } else { i - 1 };
+    let (e0, e1) = (p.blobs[i], p.blobs[i + 1]);
     let mut n0 = e1;
     n0.offset = e0.offset;
     let mut n1 = e0;
     n1.offset = e0.offset + e1.length as u64;
-    p.blobs[0] = n0;
-    p.blobs[1] = n1;
+    p.blobs[i] = n0;
+    p.blobs[i + 1] = n1;
     let moved = e0.id.to_hex();
     repo.save_index(&file).unwrap();
     repo.backend.remove(FileKind::Index, &old_id).unwrap();
@@ -429,7 +442,9 @@ fn stats_json() {
     let d = env.dir("src");
     write_random(&d.join("random"), 5, 300 * KIB);
     // Compressible text.
-    let text: String = (0..20_000).map(|i| format!("line {}\n", i % 50)).collect();
+    let text: String = (0..20_000)
+        .map(|i| format!("line {} of {}\n", i % 50, i))
+        .collect();
     std::fs::write(d.join("text"), &text).unwrap();
     let logical = (300 * KIB + text.len()) as u64;
     env.backup(&d, &["--host", "h"]);
