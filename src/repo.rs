@@ -126,7 +126,18 @@ impl Repository {
         backend.write(FileKind::Key, &key_id, &kbytes)?;
         // The config goes last: its presence is what makes this a repository.
         backend.write_atomic(CONFIG, &config.encode(&key)?)?;
-        Ok(Repository {
+        Ok(Repository::assemble(backend, key, config, chunker, key_id))
+    }
+
+    /// An opened repository with nothing loaded yet.
+    fn assemble(
+        backend: LocalBackend,
+        key: MasterKey,
+        config: Config,
+        chunker: Chunker,
+        key_id: Id,
+    ) -> Repository {
+        Repository {
             backend,
             key,
             config,
@@ -135,7 +146,7 @@ impl Repository {
             data_blobs: BlobSet::default(),
             key_id,
             handles: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Opens the repository at `path` with `password`.
@@ -173,16 +184,7 @@ impl Repository {
         let config = Config::decode(&key, &backend.read_rel(CONFIG)?)?;
         let chunker =
             Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
-        Ok(Repository {
-            backend,
-            key,
-            config,
-            chunker,
-            index: Index::new(),
-            data_blobs: BlobSet::default(),
-            key_id,
-            handles: Mutex::new(HashMap::new()),
-        })
+        Ok(Repository::assemble(backend, key, config, chunker, key_id))
     }
 
     /// Loads every live index file into memory.
