@@ -579,7 +579,9 @@ timed() {
     fi
     local size=- shown=
     if [[ $repo != - && -e $repo ]]; then
-        size=$(du -sb "$repo" | cut -f1)
+        # Bytes in the repository's files (what an object store bills;
+        # directory entries, which differ by file system, are not counted).
+        size=$(find "$repo" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
         shown=" repo $(awk "BEGIN{printf \"%.1f MB\", $size/1e6}")"
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \

@@ -25,10 +25,11 @@ use crate::packer::{Packer, lock};
 use crate::repo::{Repository, hostname, username};
 use crate::snapshot::{DatabaseRecord, Snapshot, SnapshotFilter, Summary};
 use crate::sqlite::SqliteOptions;
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{INLINE_MAX, Node, NodeKind, Tree};
 use crate::walk::{PatternSet, node_from_metadata};
 use chrono::{DateTime, FixedOffset, Local};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
@@ -349,7 +350,7 @@ pub fn backup(
         }
     }
     let parent_root = match &parent {
-        Some((_, s)) => archiver.load_parent_tree(Some(&s.tree)),
+        Some((_, s)) => repo.load_tree(&s.tree).ok(),
         None => None,
     };
     let root_id = if kept.iter().any(|k| k == Path::new("/")) {
@@ -361,8 +362,12 @@ pub fn backup(
             parent_root.as_ref(),
             md.dev(),
         )?;
-        node.subtree
-            .ok_or_else(|| Error::InvalidInput("could not read /".into()))?
+        // The snapshot's root is always a tree blob of its own.
+        match (node.subtree, node.inline) {
+            (Some(id), _) => id,
+            (None, Some(tree)) => archiver.save_tree(*tree)?,
+            (None, None) => return Err(Error::InvalidInput("could not read /".into())),
+        }
     } else {
         archiver.archive_virtual(&root, parent_root.as_ref())?
     };
@@ -436,14 +441,27 @@ impl Archiver<'_> {
         lock(&self.errors).push(format!("{}: {e}", path.display()));
     }
 
-    fn load_parent_tree(&self, id: Option<&Id>) -> Option<Tree> {
+    /// The listing of the parent snapshot's node for a directory, if any.
+    fn parent_listing<'n>(&self, node: Option<&'n Node>) -> Option<Cow<'n, Tree>> {
         // A parent tree that cannot be read only costs speed, never correctness.
-        id.and_then(|id| self.repo.load_tree(id).ok())
+        node.filter(|n| n.is_dir())
+            .and_then(|n| self.repo.listing(n).ok())
     }
 
     fn save_tree(&self, mut tree: Tree) -> Result<Id> {
         let bytes = tree.encode()?;
         Ok(self.packer.save(BlobType::Tree, &bytes)?.0)
+    }
+
+    /// Gives `node` its listing: inline when small, else a tree blob.
+    fn attach_listing(&self, node: &mut Node, mut tree: Tree) -> Result<()> {
+        let bytes = tree.encode()?;
+        if bytes.len() <= INLINE_MAX {
+            node.inline = Some(Box::new(tree));
+        } else {
+            node.subtree = Some(self.packer.save(BlobType::Tree, &bytes)?.0);
+        }
+        Ok(())
     }
 
     fn archive_virtual(&self, dir: &VirtualDir, parent: Option<&Tree>) -> Result<Id> {
@@ -461,8 +479,8 @@ impl Archiver<'_> {
                             Ok(md) => md,
                             Err(e) => return Err(Error::io(&sub.real_path, e)),
                         };
-                        let ptree = self.load_parent_tree(pnode.and_then(|n| n.subtree.as_ref()));
-                        let id = self.archive_virtual(sub, ptree.as_ref())?;
+                        let ptree = self.parent_listing(pnode);
+                        let id = self.archive_virtual(sub, ptree.as_deref())?;
                         let mut node = node_from_metadata(name, &md);
                         node.kind = NodeKind::Dir;
                         node.subtree = Some(id);
@@ -526,13 +544,9 @@ impl Archiver<'_> {
         let mut node = node_from_metadata(name, &md);
         match node.kind {
             NodeKind::Dir => {
-                let ptree = self.load_parent_tree(
-                    parent
-                        .filter(|p| p.kind == NodeKind::Dir)
-                        .and_then(|p| p.subtree.as_ref()),
-                );
+                let ptree = self.parent_listing(parent);
                 let node =
-                    self.archive_dir(path, node, ptree.as_ref(), root_dev.unwrap_or(md.dev()))?;
+                    self.archive_dir(path, node, ptree.as_deref(), root_dev.unwrap_or(md.dev()))?;
                 return Ok(Some(node));
             }
             NodeKind::Symlink => match std::fs::read_link(path) {
@@ -624,7 +638,7 @@ impl Archiver<'_> {
                 tree.nodes.push(n);
             }
         }
-        node.subtree = Some(self.save_tree(tree)?);
+        self.attach_listing(&mut node, tree)?;
         self.dirs.fetch_add(1, Ordering::Relaxed);
         self.progress.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(node)

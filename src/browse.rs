@@ -32,36 +32,34 @@ pub fn lookup(repo: &Repository, root: &Id, path: &str) -> Result<Node> {
     node.subtree = Some(*root);
     node.mode = 0o755;
     for comp in components(path)? {
-        let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+        if !node.is_dir() {
             return Err(Error::PathNotFound(path.to_string()));
-        };
-        let tree = repo.load_tree(&sub)?;
-        node = tree
+        }
+        let next = repo
+            .listing(&node)?
             .get(&comp)
             .cloned()
             .ok_or_else(|| Error::PathNotFound(path.to_string()))?;
+        node = next;
     }
     Ok(node)
 }
 
-/// Calls `f` for every node below the directory tree `id`, depth first,
+/// Calls `f` for every node below the directory node `dir`, depth first,
 /// with its full path (`prefix` joined with the names). Returning `false`
 /// from `f` skips a directory's contents.
 pub fn walk(
     repo: &Repository,
-    id: &Id,
+    dir: &Node,
     prefix: &Path,
     f: &mut dyn FnMut(&Path, &Node) -> bool,
 ) -> Result<()> {
-    let tree = repo.load_tree(id)?;
+    let tree = repo.listing(dir)?;
     for node in &tree.nodes {
         let path: PathBuf = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
         let descend = f(&path, node);
-        if descend
-            && node.kind == NodeKind::Dir
-            && let Some(sub) = &node.subtree
-        {
-            walk(repo, sub, &path, f)?;
+        if descend && node.is_dir() {
+            walk(repo, node, &path, f)?;
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use crate::index::{IndexFile, IndexPack};
 use crate::pack::{self, PackEntry};
 use crate::repo::{Repository, check_file_name};
 use crate::snapshot::Snapshot;
-use crate::tree::NodeKind;
+use crate::tree::{NodeKind, Tree};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -198,55 +198,66 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
     // Set when a tree could not be read: what lies below it is unknown.
     let mut walk_incomplete = false;
     for (sid, s) in &snapshots {
-        let mut stack = vec![(s.tree, PathBuf::from("/"))];
+        // Work items: a tree blob to read, or an inline listing that is part
+        // of an already read blob (and shares its first-visit flag).
+        let mut stack = vec![(Listing::Blob(s.tree), PathBuf::from("/"))];
         let mut visited_here: HashSet<Id> = HashSet::new();
-        while let Some((tid, path)) = stack.pop() {
-            if !visited_here.insert(tid) {
-                continue;
-            }
-            let first_visit = used.insert(tid);
-            if let Some(p) = tree_problems.get(&tid) {
-                damaged
-                    .entry(sid.short())
-                    .or_default()
-                    .push(format!("{}: {p}", path.display()));
-                continue;
-            }
-            if let Some(p) = bad_blobs.get(&tid) {
-                walk_incomplete = true;
-                damaged
-                    .entry(sid.short())
-                    .or_default()
-                    .push(format!("{} (directory): {p}", path.display()));
-                continue;
-            }
-            let tree = match repo.load_tree(&tid) {
-                Ok(t) => t,
-                Err(e) => {
-                    let msg = format!("tree {} unreadable: {e}", tid.short());
-                    rep.errors.push(format!(
-                        "snapshot {}: {}: {msg}",
-                        sid.short(),
-                        path.display()
-                    ));
-                    tree_problems.insert(tid, msg.clone());
-                    walk_incomplete = true;
-                    damaged
-                        .entry(sid.short())
-                        .or_default()
-                        .push(format!("{}: {msg}", path.display()));
-                    continue;
+        while let Some((listing, path)) = stack.pop() {
+            let (tree, first_visit) = match listing {
+                Listing::Inline(tree, first_visit) => (*tree, first_visit),
+                Listing::Blob(tid) => {
+                    if !visited_here.insert(tid) {
+                        continue;
+                    }
+                    let first_visit = used.insert(tid);
+                    if let Some(p) = tree_problems.get(&tid) {
+                        damaged
+                            .entry(sid.short())
+                            .or_default()
+                            .push(format!("{}: {p}", path.display()));
+                        continue;
+                    }
+                    if let Some(p) = bad_blobs.get(&tid) {
+                        walk_incomplete = true;
+                        damaged
+                            .entry(sid.short())
+                            .or_default()
+                            .push(format!("{} (directory): {p}", path.display()));
+                        continue;
+                    }
+                    match repo.load_tree(&tid) {
+                        Ok(t) => {
+                            if first_visit {
+                                rep.trees += 1;
+                            }
+                            (t, first_visit)
+                        }
+                        Err(e) => {
+                            let msg = format!("tree {} unreadable: {e}", tid.short());
+                            rep.errors.push(format!(
+                                "snapshot {}: {}: {msg}",
+                                sid.short(),
+                                path.display()
+                            ));
+                            tree_problems.insert(tid, msg.clone());
+                            walk_incomplete = true;
+                            damaged
+                                .entry(sid.short())
+                                .or_default()
+                                .push(format!("{}: {msg}", path.display()));
+                            continue;
+                        }
+                    }
                 }
             };
-            if first_visit {
-                rep.trees += 1;
-            }
             for n in &tree.nodes {
                 let child = path.join(std::ffi::OsStr::new(&n.display_name()));
                 match n.kind {
                     NodeKind::Dir => {
                         if let Some(sub) = n.subtree {
-                            stack.push((sub, child));
+                            stack.push((Listing::Blob(sub), child));
+                        } else if let Some(inline) = &n.inline {
+                            stack.push((Listing::Inline(inline.clone(), first_visit), child));
                         }
                     }
                     NodeKind::File => {
@@ -469,4 +480,12 @@ fn problem(e: &crate::error::Error) -> String {
         crate::error::Error::Corrupt { problem, .. } => problem.clone(),
         other => other.to_string(),
     }
+}
+
+/// A directory listing still to be checked.
+enum Listing {
+    /// A tree blob.
+    Blob(Id),
+    /// An inline listing, with whether its enclosing blob was seen first here.
+    Inline(Box<Tree>, bool),
 }

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::tree::NodeKind;
+use crate::tree::{NodeKind, Tree};
 use std::collections::HashSet;
 
 /// Blobs reachable from a set of snapshots.
@@ -35,32 +35,38 @@ pub fn reachable(repo: &Repository, roots: impl IntoIterator<Item = Id>) -> Resu
             continue;
         }
         let tree = repo.load_tree(&id)?;
-        for n in tree.nodes {
-            match n.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = n.subtree
-                        && !r.trees.contains(&sub)
-                    {
-                        stack.push(sub);
-                    }
-                }
-                NodeKind::File if n.content_depth == 0 => r.data.extend(n.content),
-                NodeKind::File => {
-                    // Content-list blobs are tree-type blobs: prune must keep them.
-                    let trees = &mut r.trees;
-                    let data = crate::content::expand_with(
-                        repo,
-                        &n.content,
-                        n.content_depth,
-                        &mut |id| {
-                            trees.insert(*id);
-                        },
-                    )?;
-                    r.data.extend(data);
-                }
-                _ => {}
-            }
-        }
+        visit(repo, &tree, &mut r, &mut stack)?;
     }
     Ok(r)
+}
+
+/// Records what the nodes of `tree` reference; inline subtrees are part of
+/// the tree blob and are visited in place.
+fn visit(repo: &Repository, tree: &Tree, r: &mut Reachable, stack: &mut Vec<Id>) -> Result<()> {
+    for n in &tree.nodes {
+        match n.kind {
+            NodeKind::Dir => {
+                if let Some(inline) = &n.inline {
+                    visit(repo, inline, r, stack)?;
+                }
+                if let Some(sub) = n.subtree
+                    && !r.trees.contains(&sub)
+                {
+                    stack.push(sub);
+                }
+            }
+            NodeKind::File if n.content_depth == 0 => r.data.extend(n.content.iter().copied()),
+            NodeKind::File => {
+                // Content-list blobs are tree-type blobs: prune must keep them.
+                let trees = &mut r.trees;
+                let data =
+                    crate::content::expand_with(repo, &n.content, n.content_depth, &mut |id| {
+                        trees.insert(*id);
+                    })?;
+                r.data.extend(data);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -18,7 +18,7 @@ use crate::index::{BlobSet, Index, IndexFile, IndexPack};
 pub const INDEX_FILE_BLOBS: usize = 50_000;
 use crate::keyfile::KeyFile;
 use crate::snapshot::{Snapshot, SnapshotFilter};
-use crate::tree::Tree;
+use crate::tree::{Node, Tree};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
@@ -439,6 +439,18 @@ impl Repository {
         let file = self.pack_handle(&pack)?;
         let sealed = LocalBackend::read_at(&file, loc.offset, loc.length as usize, &what)?;
         blob::decode(&self.key, kind, id, &sealed, &what)
+    }
+
+    /// A directory node's listing: its inline tree, or its tree blob.
+    pub fn listing<'n>(&self, node: &'n Node) -> Result<std::borrow::Cow<'n, Tree>> {
+        match (&node.inline, &node.subtree) {
+            (Some(t), _) => Ok(std::borrow::Cow::Borrowed(t)),
+            (None, Some(id)) => Ok(std::borrow::Cow::Owned(self.load_tree(id)?)),
+            (None, None) => Err(Error::corrupt(
+                "tree",
+                format!("{} has no directory listing", node.display_name()),
+            )),
+        }
     }
 
     /// Reads and decodes a tree blob.

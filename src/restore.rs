@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::packer::lock;
 use crate::repo::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::tree::{Node, NodeKind, Tree};
 use crate::walk::PatternSet;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -150,7 +150,7 @@ pub fn restore(
     };
     collect(
         repo,
-        root,
+        &repo.load_tree(root)?,
         &mut Vec::new(),
         sel.everything(),
         &sel,
@@ -273,15 +273,14 @@ pub fn restore(
 
 fn collect(
     repo: &Repository,
-    tree: &Id,
+    t: &Tree,
     comps: &mut Vec<Vec<u8>>,
     selected: bool,
     sel: &Selector,
     plan: &mut Plan,
 ) -> Result<bool> {
-    let t = repo.load_tree(tree)?;
     let mut any = false;
-    for node in t.nodes {
+    for node in &t.nodes {
         comps.push(node.name.clone());
         let rel: PathBuf = comps
             .iter()
@@ -296,12 +295,11 @@ fn collect(
         match node.kind {
             NodeKind::Dir if (this_selected || sel.may_contain(comps)) => {
                 let pos = plan.dirs.len();
-                let sub = node.subtree;
-                plan.dirs.push(Item { rel, node });
-                let inner = match sub {
-                    Some(s) => collect(repo, &s, comps, this_selected, sel, plan)?,
-                    None => false,
-                };
+                let listing = repo.listing(node)?;
+                let mut dir = node.clone();
+                dir.inline = None; // the listing is walked here, not kept
+                plan.dirs.push(Item { rel, node: dir });
+                let inner = collect(repo, &listing, comps, this_selected, sel, plan)?;
                 if this_selected || inner {
                     any = true;
                 } else {
@@ -310,11 +308,17 @@ fn collect(
                 }
             }
             NodeKind::File if this_selected => {
-                plan.files.push(Item { rel, node });
+                plan.files.push(Item {
+                    rel,
+                    node: node.clone(),
+                });
                 any = true;
             }
             _ if this_selected => {
-                plan.others.push(Item { rel, node });
+                plan.others.push(Item {
+                    rel,
+                    node: node.clone(),
+                });
                 any = true;
             }
             _ => {}

@@ -409,6 +409,11 @@ const ENTRIES_PC: &str = concat!(
     "f0a204", // raw length 70000
 );
 
+const INLINE_TREE_PC: &str = concat!(
+    "01016401ed0300000000000000000000000000000100",
+    "013401017800a403000000000000000000030000010102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2000",
+);
+
 const TREE_PC: &str = concat!(
     "04",                 // four nodes
     "0866696c652e747874", // name "file.txt"
@@ -608,6 +613,40 @@ fn tree_encoding_and_validation() {
     assert!(rejects(&|t| t.nodes[1].subtree = None));
     assert!(rejects(&|t| t.nodes[0].subtree = Some(Id(seq(0)))));
     assert!(rejects(&|t| t.nodes[3].content = vec![Id(seq(0))]));
+}
+
+/// A tree whose directory `d` is stored inline (v1-databases.md section 3):
+/// the version 1 nodes with `subtree` none, then the extension block
+/// `[count, content_depth, Some, len, inner tree bytes]`.
+#[test]
+fn inline_subtree_encoding() {
+    let mut f = Node::new(b"x".to_vec(), NodeKind::File);
+    f.mode = 0o644;
+    f.size = 3;
+    f.content = vec![Id(seq(0x01))];
+    let inner = Tree { nodes: vec![f] };
+    let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);
+    d.mode = 0o755;
+    d.inline = Some(Box::new(inner.clone()));
+    let mut t = Tree { nodes: vec![d] };
+    let bytes = t.encode().unwrap();
+
+    let inner_pc = to_postcard(&inner).unwrap();
+    let mut v1_part = t.clone();
+    v1_part.nodes[0].inline = None;
+    let mut expected = to_postcard(&v1_part).unwrap();
+    expected.extend_from_slice(&[0x01, 0x00, 0x01, inner_pc.len() as u8]);
+    expected.extend_from_slice(&inner_pc);
+    assert_eq!(bytes, expected);
+    // Pinned bytes.
+    assert_eq!(
+        hex::encode(&bytes),
+        INLINE_TREE_PC,
+        "inline tree encoding changed"
+    );
+    assert_eq!(Tree::decode(&bytes, "t").unwrap(), t);
+    // The v1 part alone is a directory without a listing: rejected.
+    assert!(Tree::decode(&to_postcard(&v1_part).unwrap(), "t").is_err());
 }
 
 #[test]
@@ -2062,6 +2101,7 @@ mod spec {
                 content: c.ids(),
                 subtree: c.option_id(),
                 content_depth: 0,
+                inline: None,
             })
             .collect();
         c.end();

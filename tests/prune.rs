@@ -757,3 +757,28 @@ fn leave_stale_lock(env: &Env) -> PathBuf {
     }
     panic!("could not kill prune while it held its lock");
 }
+
+/// Small directories are stored inline in their parent's tree blob; the data
+/// they list must count as referenced (prune keeps it, check finds it).
+#[test]
+fn data_listed_only_in_inline_directories_survives_prune() {
+    let env = Env::new();
+    let d = env.dir("nested");
+    for i in 0..4u64 {
+        write_random(&d.join(format!("a{i}/b/c/f")), 500 + i, 40 * KIB);
+    }
+    let kept = env.backup(&d, &["--host", "h"]);
+    let path = format!("{}:{}/a0/b", kept.id, d.display());
+    let t = env.ok(&["cat", "tree", &path]).json();
+    assert_eq!(
+        t["inline"], true,
+        "a two-level directory of one file is inline: {t}"
+    );
+    let o = env.dir("other");
+    write_random(&o.join("x"), 9, 100 * KIB);
+    let gone = env.backup(&o, &["--host", "h2"]);
+    forget_ids(&env, &[&gone]);
+    let r = prune(&env, &[]);
+    assert!(u(&r, "bytes_freed") >= 100 * KIB as u64, "{r}");
+    assert_clean_and_restorable(&env, &[kept]);
+}

@@ -426,8 +426,8 @@ fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
     if node.kind != NodeKind::Dir || prefix != Path::new("/") {
         rows.push((prefix.clone(), node.clone()));
     }
-    if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-        cairn::browse::walk(&repo, &sub, &prefix, &mut |p, n| {
+    if node.is_dir() {
+        cairn::browse::walk(&repo, &node, &prefix, &mut |p, n| {
             rows.push((p.to_path_buf(), n.clone()));
             true
         })?;
@@ -678,18 +678,23 @@ fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
         "tree" => {
             repo.load_index()?;
             let arg = need_id()?;
-            let tree_id = match arg.split_once(':') {
+            let (tree_id, t) = match arg.split_once(':') {
                 Some((snap, path)) => {
                     let (_, s) = repo.find_snapshot(snap, &SnapshotFilter::default())?;
-                    cairn::browse::lookup(&repo, &s.tree, path)?
-                        .subtree
-                        .ok_or_else(|| anyhow!("{path} is not a directory"))?
+                    let node = cairn::browse::lookup(&repo, &s.tree, path)?;
+                    if !node.is_dir() {
+                        bail!("{path} is not a directory");
+                    }
+                    // An inline listing has no id of its own.
+                    (node.subtree, repo.listing(&node)?.into_owned())
                 }
-                None => Id::from_hex(arg)
-                    .ok_or_else(|| anyhow!("a tree id is 64 hex digits, or SNAPSHOT:PATH"))?,
+                None => {
+                    let id = Id::from_hex(arg)
+                        .ok_or_else(|| anyhow!("a tree id is 64 hex digits, or SNAPSHOT:PATH"))?;
+                    (Some(id), repo.load_tree(&id)?)
+                }
             };
-            let t = repo.load_tree(&tree_id)?;
-            json!({"id": tree_id.to_hex(), "nodes": t.nodes.iter().map(|n| output::node_json(&n.display_name(), n)).collect::<Vec<_>>()})
+            json!({"id": tree_id.map(|i| i.to_hex()), "inline": tree_id.is_none(), "nodes": t.nodes.iter().map(|n| output::node_json(&n.display_name(), n)).collect::<Vec<_>>()})
         }
         other => {
             bail!("unknown object type {other:?}: use config, snapshot, key, index, pack or tree")
