@@ -217,6 +217,7 @@ corpus_tests! {
     corpus_tree => "fuzz_tree",
     corpus_snapshot => "fuzz_snapshot",
     corpus_blob => "fuzz_blob",
+    corpus_content_list => "fuzz_content_list",
 }
 
 /// The generator and the decoders agree: freshly generated seeds decode too

@@ -30,6 +30,7 @@
 use cairn::blob::{self, BlobType};
 use cairn::chunker::{Chunker, ChunkerParams};
 use cairn::config::{self, Config};
+use cairn::content::ContentList;
 use cairn::crypto::{KdfParams, MasterKey};
 use cairn::envelope::to_postcard;
 use cairn::id::Id;
@@ -66,6 +67,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fuzz_tree", tree),
     ("fuzz_snapshot", snapshot),
     ("fuzz_blob", blob),
+    ("fuzz_content_list", content_list),
 ];
 
 /// Splits off the selector byte.
@@ -272,6 +274,21 @@ pub fn tree(data: &[u8]) -> bool {
     let mut copy = t.clone();
     let again = Tree::decode(&copy.encode().expect("encode"), WHAT).expect("re-decode");
     assert_eq!(again, t);
+    true
+}
+
+/// Content-list blob plaintext: the first byte is the level the reader
+/// expects, the rest goes to `ContentList::decode`.
+pub fn content_list(data: &[u8]) -> bool {
+    let Some((depth, rest)) = select(data) else {
+        return false;
+    };
+    let Ok(l) = ContentList::decode(rest, depth, WHAT) else {
+        return false;
+    };
+    assert_eq!(l.depth, depth);
+    assert!(!l.ids.is_empty() && l.ids.len() <= 65_536);
+    assert_eq!(l.encode().expect("encode"), rest, "one encoding per list");
     true
 }
 
@@ -587,6 +604,29 @@ pub fn seeds() -> Vec<Seed> {
         nodes: vec![node(b"only", NodeKind::File)],
     };
     add("fuzz_tree", "one-file", one.encode().expect("encode"));
+    let mut nested = node(b"nested", NodeKind::Dir);
+    nested.inline = Some(Box::new(one.clone()));
+    let mut outer = node(b"outer", NodeKind::Dir);
+    outer.inline = Some(Box::new(Tree {
+        nodes: vec![nested, node(b"x", NodeKind::File)],
+    }));
+    let mut inline = Tree {
+        nodes: vec![outer, node(b"y", NodeKind::Symlink)],
+    };
+    add("fuzz_tree", "inline", inline.encode().expect("encode"));
+
+    // Content lists.
+    for (name, depth, n) in [("leaf", 1u8, 3u8), ("level-2", 2, 1)] {
+        let l = ContentList {
+            depth,
+            ids: (0..n).map(|i| key.blob_id(&[i])).collect(),
+        };
+        add(
+            "fuzz_content_list",
+            name,
+            framed(depth, &l.encode().expect("encode")),
+        );
+    }
 
     // Snapshots.
     let full = sample_snapshot(&key);
