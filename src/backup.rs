@@ -38,7 +38,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
@@ -749,9 +749,17 @@ impl Archiver<'_> {
         path: &Path,
     ) -> Result<(Vec<Id>, u64)> {
         let max = cut.max();
-        // Keep several chunks in flight so large files use every core.
-        // Bounded: a few maximum-size chunks per worker thread at most.
-        let window = (max * rayon::current_num_threads().clamp(2, 4)).max(4 << 20);
+        // Keep several chunks of a large file in flight so one big file uses
+        // every core; but only for as many large files at a time as there
+        // are cores (more threads than cores read concurrently, and nested
+        // parallel work may start further files): memory stays bounded.
+        let large = expected.is_none_or(|e| e > max as u64);
+        let _wide = large.then(WideWindow::try_acquire).flatten();
+        let window = if _wide.is_some() {
+            (max * 2).max(4 << 20)
+        } else {
+            max.max(4 << 20)
+        };
         let initial = expected.map_or(window, |e| (e as usize).min(window) + 1);
         let mut buf: Vec<u8> = Vec::with_capacity(initial);
         let mut content = Vec::new();
@@ -762,10 +770,12 @@ impl Archiver<'_> {
         while !eof || !buf.is_empty() {
             while !eof && buf.len() < window {
                 let start = buf.len();
-                // Size reads by what the file should still hold (plus a little,
-                // to see EOF or growth) so small files cost small buffers.
+                // Size reads by what the file should still hold (plus one byte,
+                // to see EOF or growth) so small files cost small buffers; a
+                // file that grows is read in 64 KiB steps.
                 let left = expected.saturating_sub(read_total).min(window as u64) as usize;
-                let want = (window - start).min(left.max(64 * 1024) + 1);
+                let step = if left == 0 { 64 * 1024 } else { left + 1 };
+                let want = (window - start).min(step);
                 buf.resize(start + want, 0);
                 let n = read_retry(reader, &mut buf[start..]).at(path)?;
                 buf.truncate(start + n);
@@ -845,6 +855,30 @@ impl Cut<'_> {
 /// error passes through to ours, and its last lines are kept for the error
 /// if it fails. A command that exits non-zero is an error, whatever
 /// `consume` returned.
+/// A permit for a file read with a wide window (several chunks in flight);
+/// at most one per core exist at a time.
+struct WideWindow;
+
+static WIDE_WINDOWS: AtomicUsize = AtomicUsize::new(0);
+
+impl WideWindow {
+    fn try_acquire() -> Option<WideWindow> {
+        let limit = std::thread::available_parallelism().map_or(2, |n| n.get());
+        WIDE_WINDOWS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WideWindow)
+    }
+}
+
+impl Drop for WideWindow {
+    fn drop(&mut self) {
+        WIDE_WINDOWS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn run_command<T>(cmd: &[OsString], consume: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
     use std::io::Write;
     use std::process::{Command, Stdio};

