@@ -166,7 +166,12 @@ fn max_unused_repacks_partly_used_packs() {
     let before = env.data_size();
     let r = prune(&env, &["--max-unused", "100%"]);
     assert_eq!(u(&r, "packs_repacked"), 0, "{r}");
-    assert!(u(&r, "bytes_unused_kept") >= half_bytes, "{r}");
+    // Every unused byte is kept, except that a last, small pack (a few KiB
+    // past two full ones) may hold only chunks of an odd file that finished
+    // last: then it is entirely unused and deleted.
+    let kept = u(&r, "bytes_unused_kept");
+    assert!(kept + u(&r, "bytes_freed") >= half_bytes, "{r}");
+    assert!(kept + 16 * KIB as u64 >= half_bytes, "{r}");
     assert!(before - env.data_size() < 16 * KIB as u64, "only trees go");
     let c = env.check_read_data_ok();
     assert!(u(&c, "unused_blobs") >= 32, "{c}");
