@@ -542,7 +542,7 @@ fn round_trip_case(g: &Gen) -> Result<(), TestCaseError> {
         let out = repo.run(&["cat", "tree", &sel]).ok().stdout;
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         // A small source directory is inline in its parent (no id of its
-        // own): then its listing must be identical.
+        // own): then its listing, with every blob id, must be identical.
         v.to_string()
     };
     prop_assert_eq!(

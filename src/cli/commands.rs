@@ -694,7 +694,7 @@ fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
                     (Some(id), repo.load_tree(&id)?)
                 }
             };
-            json!({"id": tree_id.map(|i| i.to_hex()), "inline": tree_id.is_none(), "nodes": t.nodes.iter().map(|n| output::node_json(&n.display_name(), n)).collect::<Vec<_>>()})
+            json!({"id": tree_id.map(|i| i.to_hex()), "inline": tree_id.is_none(), "nodes": output::tree_json(&t)})
         }
         other => {
             bail!("unknown object type {other:?}: use config, snapshot, key, index, pack or tree")

@@ -126,6 +126,30 @@ pub fn node_json(path: &str, n: &Node) -> Value {
     })
 }
 
+/// A tree for `cat tree`: every node with its blob ids, and inline
+/// listings nested in place, so the output identifies the content.
+pub fn tree_json(tree: &cairn::tree::Tree) -> Vec<Value> {
+    tree.nodes
+        .iter()
+        .map(|n| {
+            let mut v = node_json(&n.display_name(), n);
+            v["content"] = n
+                .content
+                .iter()
+                .map(|id| Value::String(id.to_hex()))
+                .collect();
+            v["subtree"] = n
+                .subtree
+                .map_or(Value::Null, |id| Value::String(id.to_hex()));
+            v["inline"] = n
+                .inline
+                .as_ref()
+                .map_or(Value::Null, |t| Value::Array(tree_json(t)));
+            v
+        })
+        .collect()
+}
+
 /// `ls -l` style permission string.
 pub fn mode_string(n: &Node) -> String {
     use cairn::tree::NodeKind::*;
