@@ -37,8 +37,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
@@ -754,8 +754,8 @@ impl Archiver<'_> {
         // are cores (more threads than cores read concurrently, and nested
         // parallel work may start further files): memory stays bounded.
         let large = expected.is_none_or(|e| e > max as u64);
-        let _wide = large.then(WideWindow::try_acquire).flatten();
-        let window = if _wide.is_some() {
+        let wide = large.then(WideWindow::try_acquire).flatten();
+        let window = if wide.is_some() {
             (max * 2).max(4 << 20)
         } else {
             max.max(4 << 20)
@@ -851,10 +851,6 @@ impl Cut<'_> {
     }
 }
 
-/// Runs `cmd` with its standard output piped to `consume`. Its standard
-/// error passes through to ours, and its last lines are kept for the error
-/// if it fails. A command that exits non-zero is an error, whatever
-/// `consume` returned.
 /// A permit for a file read with a wide window (several chunks in flight);
 /// at most one per core exist at a time.
 struct WideWindow;
@@ -863,7 +859,9 @@ static WIDE_WINDOWS: AtomicUsize = AtomicUsize::new(0);
 
 impl WideWindow {
     fn try_acquire() -> Option<WideWindow> {
-        let limit = std::thread::available_parallelism().map_or(2, |n| n.get());
+        static CORES: OnceLock<usize> = OnceLock::new();
+        let limit =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         WIDE_WINDOWS
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
@@ -879,6 +877,10 @@ impl Drop for WideWindow {
     }
 }
 
+/// Runs `cmd` with its standard output piped to `consume`. Its standard
+/// error passes through to ours, and its last lines are kept for the error
+/// if it fails. A command that exits non-zero is an error, whatever
+/// `consume` returned.
 fn run_command<T>(cmd: &[OsString], consume: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
     use std::io::Write;
     use std::process::{Command, Stdio};

@@ -72,13 +72,13 @@ pub fn encode(
     if level != 0 && plaintext.len() >= 64 {
         let sealed = COMPRESSOR.with(|cell| -> Result<Option<Vec<u8>>> {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|(l, _, _)| *l != level) {
-                let c = zstd::bulk::Compressor::new(level)
-                    .map_err(|e| Error::InvalidInput(format!("zstd level {level}: {e}")))?;
-                *slot = Some((level, c, Vec::new()));
-            }
-            let Some((_, compressor, buf)) = slot.as_mut() else {
-                return Ok(None);
+            let (_, compressor, buf) = match &mut *slot {
+                Some(c) if c.0 == level => c,
+                _ => {
+                    let c = zstd::bulk::Compressor::new(level)
+                        .map_err(|e| Error::InvalidInput(format!("zstd level {level}: {e}")))?;
+                    slot.insert((level, c, Vec::new()))
+                }
             };
             buf.clear();
             // Output that would not be smaller does not fit: zstd stops early.
@@ -107,13 +107,11 @@ pub fn encode(
 fn decompress(data: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match slot.as_mut() {
-            Some(d) => d.decompress(data, raw_len),
-            None => zstd::bulk::decompress(data, raw_len),
-        }
+        let d = match &mut *slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(data, raw_len)
     })
 }
 

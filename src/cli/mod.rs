@@ -30,7 +30,6 @@ pub const EXIT_WRONG_PASSWORD: i32 = 12;
 /// a cold cache: 2 threads 6.9 s, 4 threads 4.7 s. `RAYON_NUM_THREADS`
 /// overrides.
 fn configure_threads() {
-    limit_heap_retention();
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return;
     }
@@ -56,6 +55,7 @@ fn limit_heap_retention() {
 
 /// Parses arguments, runs the command, prints one error line on failure.
 pub fn main() -> i32 {
+    limit_heap_retention();
     configure_threads();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
