@@ -216,7 +216,17 @@ fn bench_blob(c: &mut Criterion) {
             b.iter(|| blob::encode(&k, BlobType::Data, &id, black_box(&data), 3).unwrap())
         });
         g.bench_function(format!("decode_{name}_1MiB"), |b| {
-            b.iter(|| blob::decode(&k, BlobType::Data, &id, black_box(&enc), "bench").unwrap())
+            b.iter(|| {
+                blob::decode(
+                    &k,
+                    BlobType::Data,
+                    &id,
+                    black_box(&enc),
+                    "bench",
+                    &blob::no_base,
+                )
+                .unwrap()
+            })
         });
         // What a backup does per new chunk: id, then encode.
         g.bench_function(format!("id_and_encode_l3_{name}_1MiB"), |b| {

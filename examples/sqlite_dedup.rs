@@ -19,7 +19,15 @@
 //! ```text
 //! cargo run --release --example sqlite_dedup -- --cairn target/release/cairn \
 //!     [--dir /tmp/cairn-sqlite-dedup] [--scale 1.0] [--hours 12] \
-//!     [--variants fixed:1,fixed:2,fixed:4,cdc:1:2:8] [--no-restic] [--no-borg]
+//!     [--variants fixed:1,fixed:2,fixed:4,cdc:1:2:8] [--no-restic] [--no-borg] \
+//!     [--keep-copies]
+//! ```
+//!
+//! `--variants ''` runs no cairn variant; `--keep-copies` keeps the database
+//! of every hour as `hour-NN.db` in the work directory (for offline
+//! measurements of page compression).
+//!
+//! ```text
 //! ```
 
 use rusqlite::{Connection, params};
@@ -550,6 +558,7 @@ fn main() {
     let mut hours = 12u64;
     let mut variants = vec!["fixed:1".to_string()];
     let (mut use_restic, mut use_borg) = (true, true);
+    let mut keep_copies = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -558,9 +567,16 @@ fn main() {
             "--cairn" => cairn = PathBuf::from(val()),
             "--scale" => scale = val().parse().expect("--scale"),
             "--hours" => hours = val().parse().expect("--hours"),
-            "--variants" => variants = val().split(',').map(str::to_string).collect(),
+            "--variants" => {
+                variants = val()
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             "--no-restic" => use_restic = false,
             "--no-borg" => use_borg = false,
+            "--keep-copies" => keep_copies = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -635,6 +651,9 @@ fn main() {
         }
         let (n, total, stream, per_page) = changed_pages(&prev, &db, 4096);
         std::fs::copy(&db, &prev).expect("copy");
+        if keep_copies {
+            std::fs::copy(&db, dir.join(format!("hour-{h:02}.db"))).expect("copy");
+        }
         print!("{h:>4} {n:>8} {total:>8} {:>12}", mib(stream));
         for (i, tool) in tools.iter().enumerate() {
             let before = dir_size(&tool.repo());

@@ -273,6 +273,18 @@ pub fn backup(
         }
     };
 
+    // Databases are stored as deltas against an earlier version of theirs.
+    let mut delta_plans: HashMap<PathBuf, crate::delta::DeltaPlan> = HashMap::new();
+    if repo.config.database_chunking.is_some() {
+        let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
+        for db in &databases {
+            let path = db.to_string_lossy();
+            if let Some(plan) = crate::delta::plan(repo, parent_tree.as_ref(), &path)? {
+                delta_plans.insert(db.clone(), plan);
+            }
+        }
+    }
+
     let repo: &Repository = repo;
     let mut archiver = Archiver {
         repo,
@@ -307,7 +319,7 @@ pub fn backup(
                 copy.record.check_messages.join("; ")
             )));
         }
-        let node = archiver.store_database(db, &copy)?;
+        let node = archiver.store_database(db, &copy, delta_plans.get(db))?;
         overrides.insert(db.clone(), node);
         records.push(copy.record.clone());
         for suffix in ["-wal", "-shm", "-journal"] {
@@ -571,6 +583,7 @@ impl Archiver<'_> {
                 if let (true, Some(p)) = (unchanged, parent) {
                     node.content = p.content.clone();
                     node.content_depth = p.content_depth;
+                    node.delta_base = p.delta_base.clone();
                     self.files_unchanged.fetch_add(1, Ordering::Relaxed);
                 } else {
                     match self.read_file(path, &mut node) {
@@ -647,11 +660,19 @@ impl Archiver<'_> {
     /// Whether every blob a parent's file node references is stored (so the
     /// node can be reused without reading the file).
     fn content_known(&self, p: &Node) -> bool {
-        if p.content_depth == 0 {
-            return p.content.iter().all(|id| self.packer.known(id));
+        self.blobs_known(&p.content, p.content_depth)
+            && p.delta_base
+                .as_ref()
+                .is_none_or(|b| self.blobs_known(&b.content, b.depth))
+    }
+
+    /// Whether every blob of a content (lists and data blobs) is stored.
+    fn blobs_known(&self, content: &[Id], depth: u8) -> bool {
+        if depth == 0 {
+            return content.iter().all(|id| self.packer.known(id));
         }
         let mut lists_known = true;
-        match crate::content::expand_with(self.repo, &p.content, p.content_depth, &mut |id| {
+        match crate::content::expand_with(self.repo, content, depth, &mut |id| {
             lists_known &= self.packer.known(id)
         }) {
             Ok(ids) => lists_known && ids.iter().all(|id| self.packer.known(id)),
@@ -684,6 +705,7 @@ impl Archiver<'_> {
             Some(md.len()),
             &Cut::Cdc(&self.repo.chunker),
             path,
+            None,
         )?;
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.size = size;
@@ -691,8 +713,14 @@ impl Archiver<'_> {
     }
 
     /// Stores the consistent copy of the database `src` as a file node
-    /// with `src`'s metadata, cut at page boundaries.
-    fn store_database(&self, src: &Path, copy: &crate::sqlite::DatabaseCopy) -> Result<Node> {
+    /// with `src`'s metadata, cut at page boundaries, as deltas against the
+    /// base version in `delta` if given.
+    fn store_database(
+        &self,
+        src: &Path,
+        copy: &crate::sqlite::DatabaseCopy,
+        delta: Option<&crate::delta::DeltaPlan>,
+    ) -> Result<Node> {
         let md = std::fs::metadata(src).at(src)?;
         let mut node = node_from_metadata(b"db", &md);
         node.kind = NodeKind::File;
@@ -706,8 +734,9 @@ impl Archiver<'_> {
             },
             None => Cut::Cdc(&self.repo.chunker),
         };
-        let (ids, size) = self.store_stream(&mut file, Some(len), &cut, src)?;
+        let (ids, size) = self.store_stream(&mut file, Some(len), &cut, src, delta)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
+        node.delta_base = delta.and_then(|d| d.recorded_base());
         node.size = size;
         Ok(node)
     }
@@ -729,24 +758,27 @@ impl Archiver<'_> {
             None => {
                 let stdin = std::io::stdin();
                 let mut lock = stdin.lock();
-                self.store_stream(&mut lock, None, &cut, Path::new("standard input"))?
+                self.store_stream(&mut lock, None, &cut, Path::new("standard input"), None)?
             }
-            Some(cmd) => run_command(cmd, |out| self.store_stream(out, None, &cut, &what))?,
+            Some(cmd) => run_command(cmd, |out| self.store_stream(out, None, &cut, &what, None))?,
         };
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.size = size;
         Ok(node)
     }
 
-    /// Reads `reader` to its end, cutting with `cut` and storing each chunk;
-    /// returns the data blob ids and the length. Memory stays bounded by a
-    /// window of a few maximum-size chunks per worker, whatever the length.
+    /// Reads `reader` to its end, cutting with `cut` and storing each chunk
+    /// (as a delta against the base's chunk at the same position if `delta`
+    /// is given and that is smaller); returns the data blob ids and the
+    /// length. Memory stays bounded by a window of a few maximum-size chunks
+    /// per worker, whatever the length.
     fn store_stream(
         &self,
         reader: &mut dyn Read,
         expected: Option<u64>,
         cut: &Cut<'_>,
         path: &Path,
+        delta: Option<&crate::delta::DeltaPlan>,
     ) -> Result<(Vec<Id>, u64)> {
         let max = cut.max();
         // Keep several chunks of a large file in flight so one big file uses
@@ -792,11 +824,18 @@ impl Archiver<'_> {
                 cuts.push((pos, n));
                 pos += n;
             }
+            let first = content.len();
             let ids: Vec<Result<Id>> = cuts
                 .par_iter()
-                .map(|&(off, n)| {
+                .enumerate()
+                .map(|(j, &(off, n))| {
                     let chunk = &buf[off..off + n];
                     let id = self.repo.key.blob_id(chunk);
+                    if let Some(plan) = delta
+                        && let Some(did) = self.save_as_delta(plan, first + j, &id, chunk)?
+                    {
+                        return Ok(did);
+                    }
                     self.packer.save_with_id(BlobType::Data, id, chunk)?;
                     Ok(id)
                 })
@@ -810,6 +849,39 @@ impl Archiver<'_> {
             buf.drain(..pos);
         }
         Ok((content, size))
+    }
+}
+
+impl Archiver<'_> {
+    /// Stores the chunk at position `pos` (content id `id`) as a delta
+    /// against the base's chunk at that position, and returns the delta id;
+    /// `None` means "store it as an ordinary blob": it equals its base chunk
+    /// or is stored already, the base is shorter or unreadable, or the delta
+    /// would not be smaller.
+    fn save_as_delta(
+        &self,
+        plan: &crate::delta::DeltaPlan,
+        pos: usize,
+        id: &Id,
+        chunk: &[u8],
+    ) -> Result<Option<Id>> {
+        let Some(base_id) = plan.base_at(pos) else {
+            return Ok(None);
+        };
+        if base_id == id || self.packer.known(id) {
+            return Ok(None);
+        }
+        let did = self.repo.key.delta_blob_id(base_id, chunk);
+        if !self.packer.known(&did) {
+            let Ok(base) = self.repo.read_base(base_id) else {
+                return Ok(None);
+            };
+            if !self.packer.save_delta(did, base_id, &base, chunk)? {
+                return Ok(None);
+            }
+        }
+        plan.note_delta();
+        Ok(Some(did))
     }
 }
 

@@ -262,10 +262,28 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                     }
                     NodeKind::File => {
                         // Content-list blobs (indirect content) are used too.
-                        let (content, list_problem) =
-                            crate::content::expand_lenient(repo, n, &mut |id| {
+                        let (mut content, mut list_problem) = crate::content::expand_lenient(
+                            repo,
+                            &n.content,
+                            n.content_depth,
+                            &mut |id| {
                                 used.insert(*id);
-                            });
+                            },
+                        );
+                        // A delta file's base version is part of the file.
+                        if let Some(b) = &n.delta_base {
+                            let (base, p) = crate::content::expand_lenient(
+                                repo,
+                                &b.content,
+                                b.depth,
+                                &mut |id| {
+                                    used.insert(*id);
+                                },
+                            );
+                            content.extend(base);
+                            list_problem =
+                                list_problem.or_else(|| p.map(|p| format!("delta base: {p}")));
+                        }
                         if let Some(p) = list_problem {
                             if first_visit {
                                 rep.errors.push(format!(
@@ -444,7 +462,7 @@ fn check_pack_data(
         let ok = match bytes.get(e.offset as usize..end) {
             Some(enc) => {
                 *blobs_read += 1;
-                match blob::decode(&repo.key, e.kind, &e.id, enc, &what) {
+                match blob::decode(&repo.key, e.kind, &e.id, enc, &what, &|b| repo.read_base(b)) {
                     Ok(plain) => plain.len() == e.raw_length as usize,
                     Err(_) => false,
                 }

@@ -157,15 +157,13 @@ pub fn expand_with(
 /// ids of every readable list (so they count as used) and the first problem.
 pub fn expand_lenient(
     repo: &Repository,
-    node: &Node,
+    content: &[Id],
+    depth: u8,
     on_list: &mut dyn FnMut(&Id),
 ) -> (Vec<Id>, Option<String>) {
-    if node.content_depth == 0 {
-        return (node.content.clone(), None);
-    }
     let mut problem = None;
-    let mut cur = node.content.clone();
-    for level in (1..=node.content_depth).rev() {
+    let mut cur = content.to_vec();
+    for level in (1..=depth.min(MAX_DEPTH)).rev() {
         let mut next = Vec::new();
         for id in &cur {
             on_list(id);

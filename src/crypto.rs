@@ -25,6 +25,9 @@ pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object adds to its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
+/// BLAKE3 key-derivation context of the delta blob id key.
+pub const DELTA_ID_CONTEXT: &str = "cairn 2026-11-29 delta blob id";
+
 /// The secret material shared by all key files of one repository.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MasterKey {
@@ -55,6 +58,18 @@ impl MasterKey {
     /// The id of a blob: BLAKE3 keyed with the id key, over the plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
+    }
+
+    /// The id of a blob stored as a delta against the blob `base`: BLAKE3
+    /// keyed with a key derived from the id key (so it never equals a
+    /// content id), over `base || plaintext`. Binding the base means two
+    /// references to the same id always need the same base.
+    pub fn delta_blob_id(&self, base: &Id, plaintext: &[u8]) -> Id {
+        let key = blake3::derive_key(DELTA_ID_CONTEXT, &self.id);
+        let mut h = blake3::Hasher::new_keyed(&key);
+        h.update(&base.0);
+        h.update(plaintext);
+        Id(*h.finalize().as_bytes())
     }
 
     /// Encrypts `plaintext` with the repository encryption key.

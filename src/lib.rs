@@ -20,6 +20,7 @@ pub mod chunker;
 pub mod config;
 pub mod content;
 pub mod crypto;
+pub mod delta;
 pub mod envelope;
 pub mod error;
 pub mod forget;

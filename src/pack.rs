@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(entries, p.entries);
         for e in &entries {
             let s = &p.bytes[e.offset as usize..(e.offset + e.length as u64) as usize];
-            let plain = blob::decode(&key, e.kind, &e.id, s, "p").unwrap();
+            let plain = blob::decode(&key, e.kind, &e.id, s, "p", &blob::no_base).unwrap();
             assert_eq!(plain.len(), e.raw_length as usize);
         }
         for cut in [0, 1, 11, 12, p.bytes.len() - 1] {

@@ -141,6 +141,26 @@ impl<'r> Packer<'r> {
         Ok(true)
     }
 
+    /// Stores `plaintext` as a delta against `base` (data blob `base_id`)
+    /// under the delta id `id`, unless known. Returns false, storing
+    /// nothing, if the delta would not be smaller than the plaintext
+    /// compressed alone (the decision depends only on the bytes, so any
+    /// thread storing the same delta decides alike).
+    pub fn save_delta(&self, id: Id, base_id: &Id, base: &[u8], plaintext: &[u8]) -> Result<bool> {
+        if self.known(&id) {
+            return Ok(true);
+        }
+        let Some(encoded) =
+            blob::encode_delta(self.key, &id, base_id, base, plaintext, self.level.max(1))?
+        else {
+            return Ok(false);
+        };
+        if self.claim(&id) {
+            self.add_encoded(BlobType::Data, id, &encoded, plaintext.len())?;
+        }
+        Ok(true)
+    }
+
     /// Adds an already encoded blob (used by prune to copy blobs unchanged).
     pub fn add_encoded(
         &self,

@@ -284,7 +284,9 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
                 let encoded = bytes
                     .get(e.offset as usize..end)
                     .ok_or_else(|| Error::corrupt(&what, "pack is shorter than its index entry"))?;
-                blob::decode(&repo.key, e.kind, &e.id, encoded, &what)?;
+                blob::decode(&repo.key, e.kind, &e.id, encoded, &what, &|b| {
+                    repo.read_base(b)
+                })?;
                 packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
             }
         }

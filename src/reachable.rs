@@ -55,18 +55,31 @@ fn visit(repo: &Repository, tree: &Tree, r: &mut Reachable, stack: &mut Vec<Id>)
                     stack.push(sub);
                 }
             }
-            NodeKind::File if n.content_depth == 0 => r.data.extend(n.content.iter().copied()),
             NodeKind::File => {
-                // Content-list blobs are tree-type blobs: prune must keep them.
-                let trees = &mut r.trees;
-                let data =
-                    crate::content::expand_with(repo, &n.content, n.content_depth, &mut |id| {
-                        trees.insert(*id);
-                    })?;
-                r.data.extend(data);
+                mark_content(repo, &n.content, n.content_depth, r)?;
+                // A delta file's base version: its blobs are needed to decode
+                // the file's delta blobs.
+                if let Some(b) = &n.delta_base {
+                    mark_content(repo, &b.content, b.depth, r)?;
+                }
             }
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Marks a file content's data blobs and content-list blobs.
+fn mark_content(repo: &Repository, content: &[Id], depth: u8, r: &mut Reachable) -> Result<()> {
+    if depth == 0 {
+        r.data.extend(content.iter().copied());
+        return Ok(());
+    }
+    // Content-list blobs are tree-type blobs: prune must keep them.
+    let trees = &mut r.trees;
+    let data = crate::content::expand_with(repo, content, depth, &mut |id| {
+        trees.insert(*id);
+    })?;
+    r.data.extend(data);
     Ok(())
 }

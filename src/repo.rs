@@ -263,6 +263,25 @@ impl Repository {
         }
     }
 
+    /// Adds the locations of the data blobs in `wanted` to the index (a
+    /// backup's index holds tree blobs only); returns how many were found.
+    pub fn load_data_locations(&mut self, wanted: &std::collections::HashSet<Id>) -> Result<usize> {
+        for (_, f) in self.live_index_files()? {
+            for p in &f.packs {
+                let entries: Vec<_> = p
+                    .blobs
+                    .iter()
+                    .filter(|e| e.kind == BlobType::Data && wanted.contains(&e.id))
+                    .copied()
+                    .collect();
+                if !entries.is_empty() {
+                    self.index.add_pack(p.id, &entries);
+                }
+            }
+        }
+        Ok(wanted.iter().filter(|id| self.index.contains(id)).count())
+    }
+
     /// Whether a blob is stored (in the full index or the backup id set).
     pub fn has_blob(&self, id: &Id) -> bool {
         self.index.contains(id) || self.data_blobs.contains(id)
@@ -412,8 +431,18 @@ impl Repository {
         Ok(f)
     }
 
-    /// Reads, authenticates and returns a blob's plaintext.
+    /// Reads, authenticates and returns a blob's plaintext (reading a delta
+    /// blob's base too).
     pub fn read_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        self.read_blob_with(kind, id, &|base| self.read_base(base))
+    }
+
+    /// Reads a delta blob's base: a data blob that is not itself a delta.
+    pub fn read_base(&self, base: &Id) -> Result<Vec<u8>> {
+        self.read_blob_with(BlobType::Data, base, &blob::no_base)
+    }
+
+    fn read_blob_with(&self, kind: BlobType, id: &Id, base: blob::BaseLookup) -> Result<Vec<u8>> {
         let (pack, loc) = self.index.get(id).ok_or_else(|| {
             Error::corrupt(
                 "index",
@@ -438,7 +467,7 @@ impl Repository {
         let what = LocalBackend::rel_path(FileKind::Pack, &pack);
         let file = self.pack_handle(&pack)?;
         let sealed = LocalBackend::read_at(&file, loc.offset, loc.length as usize, &what)?;
-        blob::decode(&self.key, kind, id, &sealed, &what)
+        blob::decode(&self.key, kind, id, &sealed, &what, base)
     }
 
     /// A directory node's listing: its inline tree, or its tree blob.

@@ -480,7 +480,12 @@ fn verify_file(repo: &Repository, p: &Path, node: &Node) -> Result<()> {
         .open(p)
         .at(p)?;
     let mut total = 0u64;
-    for id in &crate::content::data_ids(repo, node)? {
+    // A delta blob's id is derived from its base's id and its content.
+    let base_ids = match &node.delta_base {
+        Some(b) => crate::content::expand_with(repo, &b.content, b.depth, &mut |_| {})?,
+        None => Vec::new(),
+    };
+    for (pos, id) in crate::content::data_ids(repo, node)?.iter().enumerate() {
         let len = repo
             .index
             .get(id)
@@ -488,7 +493,11 @@ fn verify_file(repo: &Repository, p: &Path, node: &Node) -> Result<()> {
             .ok_or_else(|| Error::corrupt("index", format!("blob {} missing", id.short())))?;
         let mut buf = vec![0u8; len];
         f.read_exact(&mut buf).at(p)?;
-        if repo.key.blob_id(&buf) != *id {
+        let matches = repo.key.blob_id(&buf) == *id
+            || base_ids
+                .get(pos)
+                .is_some_and(|b| repo.key.delta_blob_id(b, &buf) == *id);
+        if !matches {
             return Err(Error::InvalidInput(format!(
                 "content differs at offset {total}"
             )));

@@ -96,6 +96,22 @@ pub struct Node {
     /// tree's extension block, like `content_depth`.
     #[serde(skip)]
     pub inline: Option<Box<Tree>>,
+    /// The file version this node's delta blobs are encoded against (see
+    /// [`crate::blob`]); it must stay stored as long as this node does.
+    /// Travels in the tree's extension block.
+    #[serde(skip)]
+    pub delta_base: Option<BaseContent>,
+}
+
+/// A file version that delta blobs are encoded against: the data blob at
+/// position i of a delta file is either an ordinary blob or a delta against
+/// the data blob at position i of its base.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseContent {
+    /// Content-list levels under `content` (like [`Node::content_depth`]).
+    pub depth: u8,
+    /// The base's content ids (data blobs at depth 0, else content lists).
+    pub content: Vec<Id>,
 }
 
 impl Node {
@@ -121,6 +137,7 @@ impl Node {
             subtree: None,
             content_depth: 0,
             inline: None,
+            delta_base: None,
         }
     }
 
@@ -161,6 +178,8 @@ struct NodeExt {
     content_depth: u8,
     /// The complete encoding of an inline subtree.
     inline: Option<Vec<u8>>,
+    /// The file version this file's delta blobs are encoded against.
+    delta_base: Option<BaseContent>,
 }
 
 /// A directory listing whose encoding is at most this many bytes is stored
@@ -204,7 +223,7 @@ impl Tree {
         if self
             .nodes
             .iter()
-            .any(|n| n.content_depth != 0 || n.inline.is_some())
+            .any(|n| n.content_depth != 0 || n.inline.is_some() || n.delta_base.is_some())
         {
             let mut nodes = Vec::with_capacity(self.nodes.len());
             for n in &mut self.nodes {
@@ -214,6 +233,7 @@ impl Tree {
                         Some(t) => Some(t.encode()?),
                         None => None,
                     },
+                    delta_base: n.delta_base.clone(),
                 });
             }
             out.extend_from_slice(&to_postcard(&TreeExt { nodes })?);
@@ -250,13 +270,14 @@ impl Tree {
             if ext
                 .nodes
                 .iter()
-                .all(|e| e.content_depth == 0 && e.inline.is_none())
+                .all(|e| e.content_depth == 0 && e.inline.is_none() && e.delta_base.is_none())
             {
                 // The encoder omits a block that says nothing: one encoding per tree.
                 return Err(Error::corrupt(what, "empty extension block"));
             }
             for (n, e) in t.nodes.iter_mut().zip(ext.nodes) {
                 n.content_depth = e.content_depth;
+                n.delta_base = e.delta_base;
                 if let Some(b) = e.inline {
                     n.inline = Some(Box::new(Tree::decode_nested(&b, what, depth + 1)?));
                 }
@@ -314,6 +335,22 @@ impl Tree {
                     n.display_name(),
                     n.kind.name()
                 ));
+            }
+            if let Some(b) = &n.delta_base {
+                if n.kind != NodeKind::File || n.content.is_empty() || b.content.is_empty() {
+                    return Err(format!(
+                        "{}: delta base on a {} without content, or an empty base",
+                        n.display_name(),
+                        n.kind.name()
+                    ));
+                }
+                if b.depth > crate::content::MAX_DEPTH {
+                    return Err(format!(
+                        "{}: delta base depth {} out of range",
+                        n.display_name(),
+                        b.depth
+                    ));
+                }
             }
             if n.content_depth > crate::content::MAX_DEPTH {
                 return Err(format!(
@@ -384,6 +421,7 @@ mod tests {
                 nodes: vec![NodeExt {
                     content_depth: 0,
                     inline: None,
+                    delta_base: None,
                 }],
             })
             .unwrap(),
@@ -396,6 +434,7 @@ mod tests {
                 nodes: vec![NodeExt {
                     content_depth: 1,
                     inline: None,
+                    delta_base: None,
                 }],
             })
             .unwrap(),
@@ -408,6 +447,7 @@ mod tests {
                 nodes: vec![NodeExt {
                     content_depth: 1,
                     inline: None,
+                    delta_base: None,
                 }],
             })
             .unwrap(),

@@ -411,7 +411,7 @@ const ENTRIES_PC: &str = concat!(
 
 const INLINE_TREE_PC: &str = concat!(
     "01016401ed0300000000000000000000000000000100",
-    "013401017800a403000000000000000000030000010102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2000",
+    "013401017800a403000000000000000000030000010102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f200000",
 );
 
 const TREE_PC: &str = concat!(
@@ -637,6 +637,7 @@ fn inline_subtree_encoding() {
     let mut expected = to_postcard(&v1_part).unwrap();
     expected.extend_from_slice(&[0x01, 0x00, 0x01, inner_pc.len() as u8]);
     expected.extend_from_slice(&inner_pc);
+    expected.push(0x00); // delta_base: None
     assert_eq!(bytes, expected);
     // Pinned bytes.
     assert_eq!(
@@ -647,6 +648,110 @@ fn inline_subtree_encoding() {
     assert_eq!(Tree::decode(&bytes, "t").unwrap(), t);
     // The v1 part alone is a directory without a listing: rejected.
     assert!(Tree::decode(&to_postcard(&v1_part).unwrap(), "t").is_err());
+}
+
+/// Delta id of the page below against the base below, under `fixed_key()`.
+const DELTA_BLOB_ID: &str = "81a75c7fd616674faf953b01bf147e4701ac5c164affce60b478a041a20c3d5f";
+
+/// A base "page" and a changed version of it (bytes 100..110 replaced).
+fn delta_pair() -> (Vec<u8>, Vec<u8>) {
+    let base: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut page = base.clone();
+    page[100..110].copy_from_slice(b"0123456789");
+    (base, page)
+}
+
+#[test]
+fn delta_blob_id_and_encoding() {
+    let key = fixed_key();
+    let (base, page) = delta_pair();
+    let base_id = key.blob_id(&base);
+    // The id, computed from the spec's definition.
+    let dkey = blake3::derive_key("cairn 2026-11-29 delta blob id", &key.id);
+    let mut h = blake3::Hasher::new_keyed(&dkey);
+    h.update(&base_id.0);
+    h.update(&page);
+    let did = Id(*h.finalize().as_bytes());
+    assert_eq!(key.delta_blob_id(&base_id, &page), did);
+    assert_eq!(did.to_hex(), DELTA_BLOB_ID, "delta id derivation changed");
+    assert_ne!(did, key.blob_id(&page));
+
+    let sealed = blob::encode_delta(&key, &did, &base_id, &base, &page, 3)
+        .unwrap()
+        .expect("delta is smaller");
+    // Inner bytes as documented: 02 || base id || raw_length || zstd frame
+    // compressed with the dictionary "CDB1" || base.
+    let inner = spec::open(&key.encryption, &spec::blob_ad(0, &did.0), &sealed).unwrap();
+    assert_eq!(inner[0], 2);
+    assert_eq!(&inner[1..33], &base_id.0);
+    assert_eq!(&inner[33..37], &4096u32.to_le_bytes());
+    assert_eq!(
+        &inner[37..41],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        "zstd frame magic"
+    );
+    let mut dict = b"CDB1".to_vec();
+    dict.extend_from_slice(&base);
+    let mut d = zstd::bulk::Decompressor::with_dictionary(&dict).unwrap();
+    assert_eq!(d.decompress(&inner[37..], 4096).unwrap(), page);
+    // A frame written independently, with the documented dictionary, decodes.
+    let frame = zstd::bulk::Compressor::with_dictionary(19, &dict)
+        .unwrap()
+        .compress(&page)
+        .unwrap();
+    let mut own = inner[..37].to_vec();
+    own.extend_from_slice(&frame);
+    let resealed = key.seal(&spec::blob_ad(0, &did.0), &own).unwrap();
+    let lookup = |b: &Id| {
+        assert_eq!(*b, base_id);
+        Ok(base.clone())
+    };
+    assert_eq!(
+        blob::decode(&key, BlobType::Data, &did, &resealed, "t", &lookup).unwrap(),
+        page
+    );
+    assert_eq!(
+        blob::decode(&key, BlobType::Data, &did, &sealed, "t", &lookup).unwrap(),
+        page
+    );
+    // Without its base, as a tree blob, or under the content id: rejected.
+    assert!(blob::decode(&key, BlobType::Data, &did, &sealed, "t", &blob::no_base).is_err());
+    assert!(blob::decode(&key, BlobType::Tree, &did, &sealed, "t", &lookup).is_err());
+    let cid = key.blob_id(&page);
+    assert!(blob::decode(&key, BlobType::Data, &cid, &sealed, "t", &lookup).is_err());
+    assert_tamper_evident(&sealed, |b| {
+        blob::decode(&key, BlobType::Data, &did, b, "t", &lookup).is_ok()
+    });
+}
+
+#[test]
+fn delta_base_node_encoding() {
+    let mut f = Node::new(b"db".to_vec(), NodeKind::File);
+    f.mode = 0o644;
+    f.size = 4096;
+    f.content = vec![Id(seq(0x01))];
+    f.delta_base = Some(cairn::tree::BaseContent {
+        depth: 0,
+        content: vec![Id(seq(0x21))],
+    });
+    let mut t = Tree { nodes: vec![f] };
+    let bytes = t.encode().unwrap();
+    let mut v1_part = t.clone();
+    v1_part.nodes[0].delta_base = None;
+    let mut expected = to_postcard(&v1_part).unwrap();
+    // TreeExt { nodes: [NodeExt { content_depth 0, inline None,
+    //   delta_base Some(BaseContent { depth 0, content [id] }) }] }
+    expected.extend_from_slice(&[0x01, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    expected.extend_from_slice(&seq::<32>(0x21));
+    assert_eq!(bytes, expected);
+    assert_eq!(Tree::decode(&bytes, "t").unwrap(), t);
+    // An empty base, or one nested too deep: rejected.
+    let mut empty = t.clone();
+    empty.nodes[0].delta_base.as_mut().unwrap().content.clear();
+    assert!(Tree::decode(&empty.encode().unwrap(), "t").is_err());
+    let mut deep = t.clone();
+    deep.nodes[0].delta_base.as_mut().unwrap().depth = 5;
+    assert!(Tree::decode(&deep.encode().unwrap(), "t").is_err());
 }
 
 #[test]
@@ -1037,7 +1142,10 @@ fn sealed_blobs() {
     for (kind, plain, sealed_hex, flag) in cases {
         let sealed = unhex(sealed_hex);
         let bid = key.blob_id(&plain);
-        assert_eq!(blob::decode(&key, kind, &bid, &sealed, "t").unwrap(), plain);
+        assert_eq!(
+            blob::decode(&key, kind, &bid, &sealed, "t", &blob::no_base).unwrap(),
+            plain
+        );
         assert_eq!(spec::blob(&key, kind as u8, &bid.0, &sealed), plain);
         // The inner compression flag is as documented.
         let inner =
@@ -1060,9 +1168,11 @@ fn sealed_blobs() {
         } else {
             BlobType::Data
         };
-        assert!(blob::decode(&key, other_kind, &bid, &sealed, "t").is_err());
-        assert!(blob::decode(&key, kind, &Id(seq(0)), &sealed, "t").is_err());
-        assert_tamper_evident(&sealed, |b| blob::decode(&key, kind, &bid, b, "t").is_ok());
+        assert!(blob::decode(&key, other_kind, &bid, &sealed, "t", &blob::no_base).is_err());
+        assert!(blob::decode(&key, kind, &Id(seq(0)), &sealed, "t", &blob::no_base).is_err());
+        assert_tamper_evident(&sealed, |b| {
+            blob::decode(&key, kind, &bid, b, "t", &blob::no_base).is_ok()
+        });
     }
     // The tree blob decodes to the fixed tree.
     let tree_plain = blob::decode(
@@ -1071,6 +1181,7 @@ fn sealed_blobs() {
         &id(TREE_BLOB_ID),
         &unhex(SEALED_TREE),
         "t",
+        &blob::no_base,
     )
     .unwrap();
     assert_eq!(Tree::decode(&tree_plain, "t").unwrap(), fixed_tree());
@@ -1123,7 +1234,15 @@ fn sealed_pack() {
         pack::parse(&key, b, "t").is_ok_and(|es| {
             es.iter().all(|e| {
                 let end = e.offset as usize + e.length as usize;
-                blob::decode(&key, e.kind, &e.id, &b[e.offset as usize..end], "t").is_ok()
+                blob::decode(
+                    &key,
+                    e.kind,
+                    &e.id,
+                    &b[e.offset as usize..end],
+                    "t",
+                    &blob::no_base,
+                )
+                .is_ok()
             })
         })
     });
@@ -2102,6 +2221,7 @@ mod spec {
                 subtree: c.option_id(),
                 content_depth: 0,
                 inline: None,
+                delta_base: None,
             })
             .collect();
         c.end();

@@ -436,3 +436,161 @@ fn small_changes_cost_little_and_prune_keeps_content_lists() {
         .unwrap();
     assert_eq!(pad, "changed");
 }
+
+/// The node of `name` in `ls --json` of a snapshot.
+fn ls_node(repo: &Repo, snapshot: &str, name: &str) -> serde_json::Value {
+    let ls = repo.run(&["--json", "ls", snapshot]).ok();
+    let v = last_json(&ls.stdout);
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v}"))
+        .clone()
+}
+
+/// Updates `n` filler rows spread over the table.
+fn update_spread(db: &Path, n: usize, tag: &str) {
+    let c = Connection::open(db).unwrap();
+    let total: i64 = c
+        .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+        .unwrap();
+    let step = (total as usize / n).max(1);
+    c.execute_batch("BEGIN").unwrap();
+    for i in 0..n {
+        c.execute(
+            "UPDATE filler SET pad = ?1 || substr(pad, 12) WHERE id = ?2",
+            rusqlite::params![format!("{tag}{i:06}"), (1 + i * step) as i64],
+        )
+        .unwrap();
+    }
+    c.execute_batch("COMMIT").unwrap();
+}
+
+/// Changed pages are stored as deltas against the first version (the base);
+/// a version that no longer resembles its base starts a new one; prune
+/// keeps every base that a kept snapshot needs, even when the snapshot that
+/// stored it is forgotten; and each version restores exactly.
+#[test]
+fn changed_pages_are_deltas_against_a_base_that_prune_keeps() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let db = ws.path("app.db");
+    create_db(&db, "wal", 6_000);
+    let dbs = db.to_str().unwrap();
+    let mut snaps = Vec::new();
+    let mut copies = Vec::new();
+    let mut added = Vec::new();
+    let mut backup = |label: &str| {
+        let v = backup_json(&repo, &["--sqlite", dbs]);
+        let id = v["snapshot_id"].as_str().unwrap().to_string();
+        added.push(v["data_added_stored"].as_u64().unwrap());
+        // What the database held at this moment, by SQL dump.
+        let c = Connection::open(&db).unwrap();
+        let rows: Vec<(i64, String)> = c
+            .prepare("SELECT id, pad FROM filler ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        copies.push((label.to_string(), rows));
+        snaps.push(id);
+    };
+    backup("first");
+    update_spread(&db, 60, "hour-one-");
+    backup("delta 1");
+    update_spread(&db, 60, "hour-two-");
+    backup("delta 2");
+    // Rewrite every row: nearly every page differs from the base.
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("UPDATE filler SET v = v + 1, pad = upper(pad)")
+        .unwrap();
+    drop(c);
+    backup("rewritten");
+    backup("rewritten, unchanged");
+    update_spread(&db, 30, "after-");
+    backup("new base's delta");
+
+    let node = |i: usize| ls_node(&repo, &snaps[i], "app.db");
+    assert!(node(0)["delta_base"].is_null(), "{}", node(0));
+    assert!(!node(1)["delta_base"].is_null(), "{}", node(1));
+    // Both deltas use the first version as base (no chains).
+    let base = |i: usize| {
+        let tree = repo
+            .run(&[
+                "cat",
+                "tree",
+                &format!("{}:{}", snaps[i], ws.path("").display()),
+            ])
+            .ok();
+        let v: serde_json::Value = serde_json::from_slice(&tree.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "app.db")
+            .unwrap()["delta_base"]
+            .clone()
+    };
+    assert_eq!(base(1), base(2));
+    // A small change costs a small fraction of the first backup.
+    assert!(added[1] * 30 < added[0], "{added:?}");
+    assert!(added[2] * 30 < added[0], "{added:?}");
+    // Nearly all pages of the rewritten version differ from the first: the
+    // backup after it stores ordinary blobs (a new base), and the next one
+    // is a delta against that.
+    assert!(node(4)["delta_base"].is_null(), "{}", node(4));
+    assert!(!node(5)["delta_base"].is_null(), "{}", node(5));
+    assert_ne!(base(5), base(1));
+
+    // Forget the snapshots that stored the bases; prune must keep them.
+    repo.run(&["forget", &snaps[0], &snaps[3], &snaps[4], "--prune"])
+        .ok();
+    repo.run(&["check", "--read-data"]).ok();
+    for i in [1, 2, 5] {
+        let target = ws.path(&format!("r{i}"));
+        repo.restore(&snaps[i], &target, &["--verify"]).ok();
+        let c = Connection::open(restored(&target, &db)).unwrap();
+        let rows: Vec<(i64, String)> = c
+            .prepare("SELECT id, pad FROM filler ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(rows == copies[i].1, "{} restored other rows", copies[i].0);
+    }
+}
+
+/// A delta version whose base blobs are lost is reported damaged by check
+/// and fails to restore with a clear error (never silently wrong bytes).
+#[test]
+fn lost_base_is_reported_as_damage_to_the_delta_version() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let db = ws.path("app.db");
+    create_db(&db, "delete", 3_000);
+    let dbs = db.to_str().unwrap();
+    backup_json(&repo, &["--sqlite", dbs]);
+    let first_packs = repo.files_in("data");
+    update_spread(&db, 20, "changed-");
+    let second = backup_json(&repo, &["--sqlite", dbs]);
+    let id2 = second["snapshot_id"].as_str().unwrap();
+    assert!(!ls_node(&repo, id2, "app.db")["delta_base"].is_null());
+    // Lose the first backup's packs (they hold the base pages).
+    for p in &first_packs {
+        std::fs::remove_file(p).unwrap();
+    }
+    let check = repo.run(&["check"]);
+    assert_eq!(check.code, Some(1), "{}", check.stderr);
+    let all = format!("{}{}", check.out(), check.stderr);
+    assert!(all.contains("app.db"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    let target = ws.path("r");
+    let r = repo.restore(id2, &target, &[]);
+    assert!(matches!(r.code, Some(c) if c != 0), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(r.stderr.contains("app.db"), "{}", r.stderr);
+}

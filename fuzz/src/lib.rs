@@ -38,7 +38,7 @@ use cairn::index::{IndexFile, IndexPack};
 use cairn::keyfile::KeyFile;
 use cairn::pack::{self, PackBuilder, PackEntry};
 use cairn::snapshot::{Snapshot, Summary};
-use cairn::tree::{Node, NodeKind, Tree};
+use cairn::tree::{BaseContent, Node, NodeKind, Tree};
 
 /// The master key every sealed fuzz input and seed is sealed with.
 pub fn fixed_key() -> MasterKey {
@@ -178,7 +178,7 @@ pub fn pack(data: &[u8]) -> bool {
                 let blob = rest
                     .get(start..start + e.length as usize)
                     .expect("entry inside the pack");
-                if let Ok(plain) = blob::decode(&key, e.kind, &e.id, blob, WHAT) {
+                if let Ok(plain) = blob::decode(&key, e.kind, &e.id, blob, WHAT, &blob::no_base) {
                     assert_eq!(plain.len(), e.raw_length as usize);
                 }
             }
@@ -331,6 +331,11 @@ pub fn blob_aad(kind: BlobType, id: &Id) -> [u8; 41] {
     a
 }
 
+/// The base every delta blob decoded by the blob target gets.
+pub fn fuzz_delta_base() -> Vec<u8> {
+    (0..4096u32).map(|i| (i % 251) as u8).collect()
+}
+
 /// Blobs: `blob::decode` of a sealed blob as given, or of inner bytes
 /// (compression byte, length, payload) that the target seals itself so that
 /// the decompression path is reached.
@@ -348,17 +353,36 @@ pub fn blob(data: &[u8]) -> bool {
         BlobType::Tree
     };
     let key = fixed_key();
+    // Delta blobs (inner flag 2) get a fixed base: the decompression with a
+    // dictionary is reached, and the id check must hold for that base.
+    let base = fuzz_delta_base();
+    let lookup = |_: &Id| Ok(base.clone());
     let decoded = if sel & 1 == 0 {
-        blob::decode(&key, kind, &id, payload, WHAT)
+        blob::decode(&key, kind, &id, payload, WHAT, &lookup)
     } else {
         let sealed = key.seal(&blob_aad(kind, &id), payload).expect("seal");
-        blob::decode(&key, kind, &id, &sealed, WHAT)
+        blob::decode(&key, kind, &id, &sealed, WHAT, &lookup)
     };
     let Ok(plain) = decoded else {
         return false;
     };
     assert!(plain.len() <= blob::MAX_BLOB_SIZE);
-    assert_eq!(key.blob_id(&plain), id);
+    // The id matches the content, or (delta blob) the base named inside and
+    // the content.
+    let inner = if sel & 1 == 0 {
+        key.open(&blob_aad(kind, &id), payload, WHAT)
+            .expect("decoded, so it opens")
+    } else {
+        payload.to_vec()
+    };
+    let delta_base = inner
+        .get(1..33)
+        .map(|b| Id(b.try_into().expect("32 bytes")));
+    assert!(
+        key.blob_id(&plain) == id
+            || (inner.first() == Some(&2)
+                && delta_base.is_some_and(|b| key.delta_blob_id(&b, &plain) == id))
+    );
     true
 }
 
@@ -576,6 +600,25 @@ pub fn seeds() -> Vec<Seed> {
         );
     }
 
+    // A delta blob against the base the blob target supplies.
+    let base = fuzz_delta_base();
+    let base_id = key.blob_id(&base);
+    let mut page = base.clone();
+    page[200..216].copy_from_slice(b"changed in place");
+    let did = key.delta_blob_id(&base_id, &page);
+    let sealed = blob::encode_delta(&key, &did, &base_id, &base, &page, 3)
+        .expect("delta")
+        .expect("delta is smaller");
+    let inner = key
+        .open(&blob_aad(BlobType::Data, &did), &sealed, "seed")
+        .expect("open own blob");
+    let mut body = did.0.to_vec();
+    body.extend_from_slice(&inner);
+    add("fuzz_blob", "inner-delta", framed(1, &body));
+    let mut body = did.0.to_vec();
+    body.extend_from_slice(&sealed);
+    add("fuzz_blob", "sealed-delta", framed(0, &body));
+
     // Index files.
     let full = IndexFile {
         packs: index_packs,
@@ -616,6 +659,15 @@ pub fn seeds() -> Vec<Seed> {
         nodes: vec![outer, node(b"y", NodeKind::Symlink)],
     };
     add("fuzz_tree", "inline", inline.encode().expect("encode"));
+    let mut db = node(b"app.db", NodeKind::File);
+    db.content = vec![key.blob_id(b"list 1"), key.blob_id(b"list 2")];
+    db.content_depth = 1;
+    db.delta_base = Some(BaseContent {
+        depth: 1,
+        content: vec![key.blob_id(b"base list")],
+    });
+    let mut delta = Tree { nodes: vec![db] };
+    add("fuzz_tree", "delta-base", delta.encode().expect("encode"));
 
     // Content lists.
     for (name, depth, n) in [("leaf", 1u8, 3u8), ("level-2", 2, 1)] {

@@ -123,6 +123,10 @@ pub fn node_json(path: &str, n: &Node) -> Value {
         "link_target": if n.link_target.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&n.link_target).into_owned()) },
         "content_blobs": n.content.len(),
         "content_depth": n.content_depth,
+        "delta_base": n.delta_base.as_ref().map_or(Value::Null, |b| json!({
+            "depth": b.depth,
+            "content_blobs": b.content.len(),
+        })),
     })
 }
 
@@ -141,6 +145,13 @@ pub fn tree_json(tree: &cairn::tree::Tree) -> Vec<Value> {
             v["subtree"] = n
                 .subtree
                 .map_or(Value::Null, |id| Value::String(id.to_hex()));
+            if let Some(b) = &n.delta_base {
+                v["delta_base"]["content"] = b
+                    .content
+                    .iter()
+                    .map(|id| Value::String(id.to_hex()))
+                    .collect();
+            }
             v["inline"] = n
                 .inline
                 .as_ref()
