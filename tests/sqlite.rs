@@ -450,6 +450,16 @@ fn ls_node(repo: &Repo, snapshot: &str, name: &str) -> serde_json::Value {
         .clone()
 }
 
+/// Every filler row, by id.
+fn filler_rows(db: &Path) -> Vec<(i64, String)> {
+    let c = Connection::open(db).unwrap();
+    let mut q = c.prepare("SELECT id, pad FROM filler ORDER BY id").unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
 /// Updates `n` filler rows spread over the table.
 fn update_spread(db: &Path, n: usize, tag: &str) {
     let c = Connection::open(db).unwrap();
@@ -487,15 +497,7 @@ fn changed_pages_are_deltas_against_a_base_that_prune_keeps() {
         let id = v["snapshot_id"].as_str().unwrap().to_string();
         added.push(v["data_added_stored"].as_u64().unwrap());
         // What the database held at this moment, by SQL dump.
-        let c = Connection::open(&db).unwrap();
-        let rows: Vec<(i64, String)> = c
-            .prepare("SELECT id, pad FROM filler ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        copies.push((label.to_string(), rows));
+        copies.push((label.to_string(), filler_rows(&db)));
         snaps.push(id);
     };
     backup("first");
@@ -552,14 +554,7 @@ fn changed_pages_are_deltas_against_a_base_that_prune_keeps() {
     for i in [1, 2, 5] {
         let target = ws.path(&format!("r{i}"));
         repo.restore(&snaps[i], &target, &["--verify"]).ok();
-        let c = Connection::open(restored(&target, &db)).unwrap();
-        let rows: Vec<(i64, String)> = c
-            .prepare("SELECT id, pad FROM filler ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let rows = filler_rows(&restored(&target, &db));
         assert!(rows == copies[i].1, "{} restored other rows", copies[i].0);
     }
 }
