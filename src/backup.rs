@@ -700,13 +700,18 @@ impl Archiver<'_> {
                 path.display()
             )));
         }
-        let (ids, size) = self.store_stream(
-            &mut file,
-            Some(md.len()),
-            &Cut::Cdc(&self.repo.chunker),
-            path,
-            None,
-        )?;
+        let cut = match (
+            self.repo.config.database_chunking,
+            sqlite_page_size(&file, &md),
+        ) {
+            (Some(chunking), Some(page_size)) => Cut::Pages {
+                chunking,
+                page_size: page_size as usize,
+                key: &self.repo.key.chunker,
+            },
+            _ => Cut::Cdc(&self.repo.chunker),
+        };
+        let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, None)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.size = size;
         Ok(())
@@ -883,6 +888,25 @@ impl Archiver<'_> {
         plan.note_delta();
         Ok(Some(did))
     }
+}
+
+/// Database files found among ordinary files (not given with `--sqlite`)
+/// are cut at page boundaries like `--sqlite` copies when at least this big:
+/// SQLite rewrites pages in place, and content-defined chunks around a
+/// changed page store megabytes again. Smaller files are one or two
+/// content-defined chunks anyway.
+pub const PAGE_CUT_MIN_FILE: u64 = 1 << 20;
+
+/// The page size of a regular file that starts like a SQLite database and is
+/// at least [`PAGE_CUT_MIN_FILE`] long.
+fn sqlite_page_size(file: &File, md: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    if md.len() < PAGE_CUT_MIN_FILE {
+        return None;
+    }
+    let mut header = [0u8; 100];
+    file.read_exact_at(&mut header, 0).ok()?;
+    crate::sqlite::header_page_size(&header)
 }
 
 /// How a stream is cut into chunks.

@@ -65,6 +65,19 @@ pub struct DatabaseCopy {
     pub restarts: u32,
 }
 
+/// The page size a SQLite database file declares in its 100-byte header, or
+/// `None` if `header` does not start like a database file.
+pub fn header_page_size(header: &[u8]) -> Option<u32> {
+    if header.len() < 100 || &header[..16] != b"SQLite format 3\0" {
+        return None;
+    }
+    let size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u32::from(n),
+    };
+    (size >= 512 && size.is_power_of_two()).then_some(size)
+}
+
 fn db_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!("database {}: {e}", path.display()))
 }
@@ -374,6 +387,22 @@ pub fn verify_restored(path: &Path, record: &DatabaseRecord) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_page_sizes() {
+        let mut h = b"SQLite format 3\0".to_vec();
+        h.resize(100, 0);
+        for (raw, size) in [(4096u16, Some(4096)), (1, Some(65_536)), (512, Some(512))] {
+            h[16..18].copy_from_slice(&raw.to_be_bytes());
+            assert_eq!(header_page_size(&h), size);
+        }
+        for raw in [0u16, 256, 3000, 2] {
+            h[16..18].copy_from_slice(&raw.to_be_bytes());
+            assert_eq!(header_page_size(&h), None);
+        }
+        assert_eq!(header_page_size(&h[..99]), None);
+        assert_eq!(header_page_size(&[0u8; 100]), None);
+    }
 
     #[test]
     fn uri_escapes() {

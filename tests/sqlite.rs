@@ -589,3 +589,37 @@ fn lost_base_is_reported_as_damage_to_the_delta_version() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     assert!(r.stderr.contains("app.db"), "{}", r.stderr);
 }
+
+/// A database file met in an ordinary directory backup (no `--sqlite`) is
+/// cut at page boundaries too: a few changed rows cost a few pages, not
+/// the megabyte-sized content-defined chunks around them.
+#[test]
+fn database_files_in_ordinary_backups_are_cut_at_pages() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let dir = ws.path("app");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("state.db");
+    create_db(&db, "delete", 8_000);
+    assert!(std::fs::metadata(&db).unwrap().len() > 2 << 20);
+    let dirs = dir.to_str().unwrap();
+    let first = backup_json(&repo, &[dirs]);
+    update_spread(&db, 12, "plain-");
+    let second = backup_json(&repo, &[dirs]);
+    let a = first["data_added_stored"].as_u64().unwrap();
+    let b = second["data_added_stored"].as_u64().unwrap();
+    assert!(b * 20 < a, "second backup added {b} bytes, first {a}");
+    let node = ls_node(&repo, second["snapshot_id"].as_str().unwrap(), "state.db");
+    assert!(node["content_blobs"].as_u64().unwrap() >= 1, "{node}");
+    let target = ws.path("r");
+    repo.restore(
+        second["snapshot_id"].as_str().unwrap(),
+        &target,
+        &["--verify"],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(restored(&target, &db)).unwrap(),
+        std::fs::read(&db).unwrap()
+    );
+}
