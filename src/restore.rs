@@ -9,11 +9,10 @@
 //! whose content cannot be read is removed rather than left with wrong data.
 //! Directory metadata is applied last, deepest first.
 
-use crate::blob::BlobType;
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::packer::lock;
-use crate::repo::Repository;
+use crate::repo::{BlobRun, Repository};
 use crate::tree::{Node, NodeKind, Tree};
 use crate::walk::PatternSet;
 use rayon::prelude::*;
@@ -378,43 +377,58 @@ fn write_file(repo: &Repository, p: &Path, node: &Node, progress: &RestoreProgre
         }
     };
     // Offsets come from the index, so the chunks of one large file can be
-    // read, decrypted and written in parallel with positional writes.
+    // read, decrypted and written in parallel with positional writes; blobs
+    // stored back to back are read together (a database has one per page).
     let content = crate::content::data_ids(repo, node)?;
-    let mut offsets = Vec::with_capacity(content.len());
+    let runs = repo.blob_runs(&content, RUN_MAX_BYTES)?;
+    let mut offsets = Vec::with_capacity(runs.len());
     let mut end = 0u64;
-    for id in &content {
+    for r in &runs {
         offsets.push(end);
-        let (_, loc) = repo.index.get(id).ok_or_else(|| {
-            Error::corrupt(
-                "index",
-                format!("data blob {} is not in the index", id.short()),
-            )
-        })?;
-        end += loc.raw_length as u64;
+        end += r.blobs.iter().map(|b| u64::from(b.raw_length)).sum::<u64>();
     }
-    let write_one = |(id, &offset): (&Id, &u64)| -> Result<()> {
-        let data = repo.read_blob(BlobType::Data, id)?;
-        if !is_zero(&data) {
-            file.write_all_at(&data, offset).at(p)?;
+    let write_run = |(run, &offset): (&BlobRun, &u64)| -> Result<()> {
+        let plaintexts = repo.read_run(run)?;
+        // Consecutive non-zero blobs go out in one write; zero blobs stay
+        // holes.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut pending_at = offset;
+        let mut at = offset;
+        for data in &plaintexts {
+            if is_zero(data) {
+                if !pending.is_empty() {
+                    file.write_all_at(&pending, pending_at).at(p)?;
+                    pending.clear();
+                }
+            } else {
+                if pending.is_empty() {
+                    pending_at = at;
+                }
+                pending.extend_from_slice(data);
+            }
+            at += data.len() as u64;
         }
-        progress
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if !pending.is_empty() {
+            file.write_all_at(&pending, pending_at).at(p)?;
+        }
+        progress.bytes.fetch_add(at - offset, Ordering::Relaxed);
         Ok(())
     };
-    if content.len() > 2 {
-        content
-            .par_iter()
+    if runs.len() > 1 {
+        runs.par_iter()
             .zip(offsets.par_iter())
-            .try_for_each(write_one)?;
+            .try_for_each(write_run)?;
     } else {
-        content.iter().zip(offsets.iter()).try_for_each(write_one)?;
+        runs.iter().zip(offsets.iter()).try_for_each(write_run)?;
     }
     // Trailing holes need the length set explicitly.
     file.set_len(end).at(p)?;
     progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
+
+/// Most encoded bytes read with one request during restore.
+const RUN_MAX_BYTES: u64 = 1 << 20;
 
 fn is_zero(data: &[u8]) -> bool {
     let (pre, mid, post) = unsafe { data.align_to::<u128>() };

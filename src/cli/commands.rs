@@ -492,13 +492,15 @@ fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
         bail!("{}: is a {}, not a file", a.path, node.kind.name());
     }
     let mut out = std::io::stdout().lock();
-    for id in &cairn::content::data_ids(&repo, &node)? {
-        let data = repo.read_blob(cairn::blob::BlobType::Data, id)?;
-        if let Err(e) = out.write_all(&data) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(EXIT_OK);
+    let content = cairn::content::data_ids(&repo, &node)?;
+    for run in repo.blob_runs(&content, 1 << 20)? {
+        for data in repo.read_run(&run)? {
+            if let Err(e) = out.write_all(&data) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(EXIT_OK);
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
         }
     }
     out.flush()?;
