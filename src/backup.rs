@@ -278,8 +278,7 @@ pub fn backup(
     if repo.config.database_chunking.is_some() {
         let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
         for db in &databases {
-            let path = db.to_string_lossy();
-            if let Some(plan) = crate::delta::plan(repo, parent_tree.as_ref(), &path)? {
+            if let Some(plan) = crate::delta::plan(repo, parent_tree.as_ref(), db)? {
                 delta_plans.insert(db.clone(), plan);
             }
         }

@@ -9,15 +9,17 @@ use std::path::{Component, Path, PathBuf};
 
 /// Splits a snapshot path like `/home/me/file` into components; `.` and
 /// empty components are ignored, `..` is refused.
-pub fn components(path: &str) -> Result<Vec<Vec<u8>>> {
+pub fn components(path: impl AsRef<Path>) -> Result<Vec<Vec<u8>>> {
+    let path = path.as_ref();
     let mut out = Vec::new();
-    for c in Path::new(path).components() {
+    for c in path.components() {
         match c {
             Component::Normal(n) => out.push(n.as_bytes().to_vec()),
             Component::RootDir | Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(Error::InvalidInput(format!(
-                    "{path}: '..' is not allowed in a snapshot path"
+                    "{}: '..' is not allowed in a snapshot path",
+                    path.display()
                 )));
             }
         }
@@ -27,19 +29,20 @@ pub fn components(path: &str) -> Result<Vec<Vec<u8>>> {
 
 /// Finds the node at `path` in the tree `root`. The root itself is returned
 /// as a synthetic directory node named `/`.
-pub fn lookup(repo: &Repository, root: &Id, path: &str) -> Result<Node> {
+pub fn lookup(repo: &Repository, root: &Id, path: impl AsRef<Path>) -> Result<Node> {
+    let path = path.as_ref();
     let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
     node.subtree = Some(*root);
     node.mode = 0o755;
     for comp in components(path)? {
         if !node.is_dir() {
-            return Err(Error::PathNotFound(path.to_string()));
+            return Err(Error::PathNotFound(path.display().to_string()));
         }
         let next = repo
             .listing(&node)?
             .get(&comp)
             .cloned()
-            .ok_or_else(|| Error::PathNotFound(path.to_string()))?;
+            .ok_or_else(|| Error::PathNotFound(path.display().to_string()))?;
         node = next;
     }
     Ok(node)

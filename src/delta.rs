@@ -72,7 +72,7 @@ impl DeltaPlan {
 pub fn plan(
     repo: &mut Repository,
     parent_root: Option<&Id>,
-    path: &str,
+    path: &std::path::Path,
 ) -> Result<Option<DeltaPlan>> {
     let Some(root) = parent_root else {
         return Ok(None);

@@ -762,3 +762,30 @@ fn restore_over_links_and_fifos_left_by_another_snapshot() {
     );
     assert_eq!(fs::read(&outside).unwrap(), b"outside, must not change\n");
 }
+
+/// `ls` and `dump` take paths that are not UTF-8 (as stored and restored).
+#[test]
+fn ls_and_dump_take_non_utf8_paths() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let src = ws.path("src");
+    let dir = src.join(OsStr::from_bytes(b"d\xe9j\xe0"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(OsStr::from_bytes(b"caf\xe9.txt"));
+    write(&file, b"latin-1 names\n");
+    repo.backup(&[&src], &[]);
+    let out = repo
+        .cmd(&[OsStr::new("dump"), OsStr::new("latest"), file.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"latin-1 names\n");
+    let ls = repo
+        .run(&[OsStr::new("ls"), OsStr::new("latest"), dir.as_os_str()])
+        .ok();
+    assert!(ls.out().contains("caf\u{fffd}.txt"), "{}", ls.out());
+}

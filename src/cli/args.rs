@@ -268,7 +268,7 @@ pub struct LsArgs {
     pub snapshot: String,
     /// Directory or file inside the snapshot (default: everything)
     #[arg(value_name = "PATH")]
-    pub path: Option<String>,
+    pub path: Option<PathBuf>,
     /// Show mode, owner, size and time
     #[arg(short, long)]
     pub long: bool,
@@ -283,7 +283,7 @@ pub struct DumpArgs {
     pub snapshot: String,
     /// File inside the snapshot
     #[arg(value_name = "PATH")]
-    pub path: String,
+    pub path: PathBuf,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -489,7 +489,11 @@ fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let (_, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
     let node = cairn::browse::lookup(&repo, &snap.tree, &a.path)?;
     if node.kind != NodeKind::File {
-        bail!("{}: is a {}, not a file", a.path, node.kind.name());
+        bail!(
+            "{}: is a {}, not a file",
+            a.path.display(),
+            node.kind.name()
+        );
     }
     let mut out = std::io::stdout().lock();
     let content = cairn::content::data_ids(&repo, &node)?;
