@@ -293,19 +293,32 @@ impl Repository {
 
     /// Adds the locations of the data blobs in `wanted` to the index (a
     /// backup's index holds tree blobs only); returns how many were found.
+    /// Index files are decoded one at a time, so memory follows `wanted`,
+    /// not the repository's size.
     pub fn load_data_locations(&mut self, wanted: &std::collections::HashSet<Id>) -> Result<usize> {
-        for (_, f) in self.live_index_files()? {
-            for p in &f.packs {
-                let entries: Vec<_> = p
+        let mut superseded = std::collections::HashSet::new();
+        let mut found: Vec<(Id, IndexPack)> = Vec::new();
+        for id in self.backend.list(FileKind::Index)? {
+            let what = LocalBackend::rel_path(FileKind::Index, &id);
+            let bytes = self.backend.read(FileKind::Index, &id)?;
+            check_file_name(&id, &bytes, &what)?;
+            let f = IndexFile::decode(&self.key, &bytes, &what)?;
+            superseded.extend(f.supersedes.iter().copied());
+            for p in f.packs {
+                let blobs: Vec<_> = p
                     .blobs
-                    .iter()
+                    .into_iter()
                     .filter(|e| e.kind == BlobType::Data && wanted.contains(&e.id))
-                    .copied()
                     .collect();
-                if !entries.is_empty() {
-                    self.index.add_pack(p.id, &entries);
+                if !blobs.is_empty() {
+                    found.push((id, IndexPack { id: p.id, blobs }));
                 }
             }
+        }
+        // An index file superseded by an interrupted prune may name packs
+        // that prune has deleted since.
+        for (_, p) in found.iter().filter(|(f, _)| !superseded.contains(f)) {
+            self.index.add_pack(p.id, &p.blobs);
         }
         Ok(wanted.iter().filter(|id| self.index.contains(id)).count())
     }
