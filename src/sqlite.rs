@@ -45,8 +45,8 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             check: CheckKind::Integrity,
-            step_pages: 256,
-            step_sleep: Duration::from_millis(5),
+            step_pages: 1024,
+            step_sleep: Duration::from_millis(2),
             busy_timeout: Duration::from_secs(600),
         }
     }
