@@ -144,6 +144,10 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
     // Packs: present, header agrees with the index, optionally content.
     let on_disk: HashSet<Id> = repo.backend.list(FileKind::Pack)?.into_iter().collect();
     let mut bad_blobs: HashMap<Id, String> = HashMap::new();
+    // Delta blobs whose base could not be read: damage only if a snapshot
+    // uses them (prune may keep an unused delta in a pack while deleting
+    // its base).
+    let mut base_missing: HashMap<Id, String> = HashMap::new();
     let mut unindexed_packs = 0usize;
     for id in on_disk.iter().filter(|id| !packs.contains_key(id)) {
         unindexed_packs += 1;
@@ -167,7 +171,14 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
         let read_all = opts.read_data.is_some_and(|s| s.selects(pid));
         let problem = if read_all {
             rep.packs_read += 1;
-            check_pack_data(repo, pid, p, &mut bad_blobs, &mut rep.blobs_read)
+            check_pack_data(
+                repo,
+                pid,
+                p,
+                &mut bad_blobs,
+                &mut base_missing,
+                &mut rep.blobs_read,
+            )
         } else {
             check_pack_header(repo, pid, &p.blobs)
         };
@@ -301,13 +312,14 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                         // after a damaged one (the loop stops at the first).
                         used.extend(content.iter().copied());
                         for b in &content {
-                            let problem = if let Some(p) = bad_blobs.get(b) {
-                                Some(p.clone())
-                            } else if repo.index.get(b).is_none() {
-                                Some(format!("data blob {} is not in the index", b.short()))
-                            } else {
-                                None
-                            };
+                            let problem =
+                                if let Some(p) = bad_blobs.get(b).or_else(|| base_missing.get(b)) {
+                                    Some(p.clone())
+                                } else if repo.index.get(b).is_none() {
+                                    Some(format!("data blob {} is not in the index", b.short()))
+                                } else {
+                                    None
+                                };
                             if let Some(p) = problem {
                                 if first_visit {
                                     rep.errors.push(format!(
@@ -438,6 +450,7 @@ fn check_pack_data(
     id: &Id,
     p: &IndexPack,
     bad: &mut HashMap<Id, String>,
+    base_missing: &mut HashMap<Id, String>,
     blobs_read: &mut u64,
 ) -> std::result::Result<(), String> {
     let what = LocalBackend::rel_path(FileKind::Pack, id);
@@ -462,9 +475,28 @@ fn check_pack_data(
         let ok = match bytes.get(e.offset as usize..end) {
             Some(enc) => {
                 *blobs_read += 1;
-                match blob::decode(&repo.key, e.kind, &e.id, enc, &what, &|b| repo.read_base(b)) {
+                let lost_base = std::cell::Cell::new(None);
+                let lookup = |b: &Id| {
+                    repo.read_base(b).inspect_err(|err| {
+                        lost_base.set(Some(format!(
+                            "data blob {} in pack {}: its delta base {} is unreadable ({})",
+                            e.id.short(),
+                            id.short(),
+                            b.short(),
+                            problem(err)
+                        )))
+                    })
+                };
+                match blob::decode(&repo.key, e.kind, &e.id, enc, &what, &lookup) {
                     Ok(plain) => plain.len() == e.raw_length as usize,
-                    Err(_) => false,
+                    Err(_) => match lost_base.take() {
+                        // Not this pack's fault; reported if the blob is used.
+                        Some(msg) => {
+                            base_missing.insert(e.id, msg);
+                            true
+                        }
+                        None => false,
+                    },
                 }
             }
             None => false,

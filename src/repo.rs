@@ -540,14 +540,22 @@ impl Repository {
             }
             let start = (b.offset - run.offset) as usize;
             let sealed = &bytes[start..start + b.length as usize];
-            out.push(blob::decode(
-                &self.key,
-                BlobType::Data,
-                &b.id,
-                sealed,
-                &what,
-                &|base| self.read_base(base),
-            )?);
+            let plain = blob::decode(&self.key, BlobType::Data, &b.id, sealed, &what, &|base| {
+                self.read_base(base)
+            })?;
+            // Restore places blobs by the index's lengths.
+            if plain.len() != b.raw_length as usize {
+                return Err(Error::corrupt(
+                    &what,
+                    format!(
+                        "blob {} holds {} bytes, the index says {}",
+                        b.id.short(),
+                        plain.len(),
+                        b.raw_length
+                    ),
+                ));
+            }
+            out.push(plain);
         }
         Ok(out)
     }

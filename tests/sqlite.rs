@@ -675,3 +675,55 @@ fn kill_during_delta_backups_never_damages_the_repository() {
     repo.restore("latest", &target, &["--verify"]).ok();
     assert_eq!(filler_rows(&restored(&target, &db)), filler_rows(&db));
 }
+
+/// Prune may keep a pack that still holds an unused delta blob while it
+/// deletes that delta's base (the pack is mostly used by later snapshots):
+/// `check --read-data` must not call that damage.
+#[test]
+fn unused_delta_whose_base_was_pruned_is_not_damage() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let db = ws.path("app.db");
+    create_db(&db, "delete", 6_000);
+    let dbs = db.to_str().unwrap();
+    let s1 = backup_json(&repo, &["--sqlite", dbs]);
+    // Appended pages (kept by later versions) and a few deltas, in one pack.
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    for n in 1..=40_000 {
+        c.execute(
+            "INSERT INTO seq(n, pad) VALUES (?1, ?2)",
+            rusqlite::params![n, "s".repeat(40)],
+        )
+        .unwrap();
+    }
+    c.execute_batch("COMMIT").unwrap();
+    drop(c);
+    update_spread(&db, 10, "delta-");
+    let s2 = backup_json(&repo, &["--sqlite", dbs]);
+    assert!(!ls_node(&repo, s2["snapshot_id"].as_str().unwrap(), "app.db")["delta_base"].is_null());
+    // Rewrite the filler table: its pages (most of the base) change.
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("UPDATE filler SET pad = upper(pad)")
+        .unwrap();
+    drop(c);
+    let s3 = backup_json(&repo, &["--sqlite", dbs]);
+    let s4 = backup_json(&repo, &["--sqlite", dbs]);
+    let id4 = s4["snapshot_id"].as_str().unwrap();
+    assert!(ls_node(&repo, id4, "app.db")["delta_base"].is_null());
+    let old: Vec<&str> = [&s1, &s2, &s3]
+        .iter()
+        .map(|s| s["snapshot_id"].as_str().unwrap())
+        .collect();
+    let mut args = vec!["forget"];
+    args.extend(old);
+    args.push("--prune");
+    repo.run(&args).ok();
+    let check = repo.run(&["check", "--read-data"]);
+    assert_eq!(check.code, Some(0), "{}{}", check.out(), check.stderr);
+    // The scenario happened: unused blobs (the deltas) stayed in a kept pack.
+    assert!(check.out().contains("not referenced"), "{}", check.out());
+    let target = ws.path("r");
+    repo.restore(id4, &target, &["--verify"]).ok();
+    assert_eq!(filler_rows(&restored(&target, &db)), filler_rows(&db));
+}
