@@ -775,14 +775,8 @@ fn ls_and_dump_take_non_utf8_paths() {
     write(&file, b"latin-1 names\n");
     repo.backup(&[&src], &[]);
     let out = repo
-        .cmd(&[OsStr::new("dump"), OsStr::new("latest"), file.as_os_str()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run(&[OsStr::new("dump"), OsStr::new("latest"), file.as_os_str()])
+        .ok();
     assert_eq!(out.stdout, b"latin-1 names\n");
     let ls = repo
         .run(&[OsStr::new("ls"), OsStr::new("latest"), dir.as_os_str()])
