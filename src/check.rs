@@ -148,6 +148,8 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
     // uses them (prune may keep an unused delta in a pack while deleting
     // its base).
     let mut base_missing: HashMap<Id, String> = HashMap::new();
+    // Delta blobs read (with --read-data) and the base each names.
+    let mut delta_bases: HashMap<Id, Id> = HashMap::new();
     let mut unindexed_packs = 0usize;
     for id in on_disk.iter().filter(|id| !packs.contains_key(id)) {
         unindexed_packs += 1;
@@ -177,6 +179,7 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                 p,
                 &mut bad_blobs,
                 &mut base_missing,
+                &mut delta_bases,
                 &mut rep.blobs_read,
             )
         } else {
@@ -281,6 +284,11 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                                 used.insert(*id);
                             },
                         );
+                        // Each delta read must name the base's blob at its
+                        // position, or prune could delete what it needs.
+                        if list_problem.is_none() && !delta_bases.is_empty() {
+                            list_problem = misplaced_delta(repo, n, &content, &delta_bases);
+                        }
                         // A delta file's base version is part of the file.
                         if let Some(b) = &n.delta_base {
                             let (base, p) = crate::content::expand_lenient(
@@ -451,6 +459,7 @@ fn check_pack_data(
     p: &IndexPack,
     bad: &mut HashMap<Id, String>,
     base_missing: &mut HashMap<Id, String>,
+    delta_bases: &mut HashMap<Id, Id>,
     blobs_read: &mut u64,
 ) -> std::result::Result<(), String> {
     let what = LocalBackend::rel_path(FileKind::Pack, id);
@@ -476,7 +485,9 @@ fn check_pack_data(
             Some(enc) => {
                 *blobs_read += 1;
                 let lost_base = std::cell::Cell::new(None);
+                let named_base = std::cell::Cell::new(None);
                 let lookup = |b: &Id| {
+                    named_base.set(Some(*b));
                     repo.read_base(b).inspect_err(|err| {
                         lost_base.set(Some(format!(
                             "data blob {} in pack {}: its delta base {} is unreadable ({})",
@@ -487,7 +498,11 @@ fn check_pack_data(
                         )))
                     })
                 };
-                match blob::decode(&repo.key, e.kind, &e.id, enc, &what, &lookup) {
+                let decoded = blob::decode(&repo.key, e.kind, &e.id, enc, &what, &lookup);
+                if let Some(b) = named_base.get() {
+                    delta_bases.insert(e.id, b);
+                }
+                match decoded {
                     Ok(plain) => plain.len() == e.raw_length as usize,
                     Err(_) => match lost_base.take() {
                         // Not this pack's fault; reported if the blob is used.
@@ -523,6 +538,42 @@ fn check_pack_data(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Whether a file lists a delta blob (among those read) whose base is not
+/// its base version's blob at the same position: describes the first.
+fn misplaced_delta(
+    repo: &Repository,
+    n: &crate::tree::Node,
+    content: &[Id],
+    delta_bases: &HashMap<Id, Id>,
+) -> Option<String> {
+    let mut base_ids: Option<Vec<Id>> = None;
+    for (pos, id) in content.iter().enumerate() {
+        let Some(named) = delta_bases.get(id) else {
+            continue;
+        };
+        let Some(b) = &n.delta_base else {
+            return Some(format!(
+                "delta blob {} is listed by a file without a delta base",
+                id.short()
+            ));
+        };
+        if base_ids.is_none() {
+            // Unreadable base lists are reported by the caller.
+            base_ids =
+                Some(crate::content::expand_lenient(repo, &b.content, b.depth, &mut |_| {}).0);
+        }
+        let expected = base_ids.as_ref().and_then(|ids| ids.get(pos));
+        if expected != Some(named) {
+            return Some(format!(
+                "delta blob {} at position {pos} names base {}, not the file's base blob there",
+                id.short(),
+                named.short()
+            ));
+        }
+    }
+    None
 }
 
 fn problem(e: &crate::error::Error) -> String {

@@ -727,3 +727,59 @@ fn unused_delta_whose_base_was_pruned_is_not_damage() {
     repo.restore(id4, &target, &["--verify"]).ok();
     assert_eq!(filler_rows(&restored(&target, &db)), filler_rows(&db));
 }
+
+/// Rewrites snapshot `id`'s tree so that the node at `path` loses its delta
+/// base (as a buggy writer might); returns the new snapshot's id.
+fn strip_delta_base(repo: &Repo, id: &str, path: &Path) -> String {
+    use cairn::blob::BlobType;
+    use cairn::id::Id;
+    use cairn::repo::Repository;
+    fn strip(
+        repo: &Repository,
+        packer: &cairn::packer::Packer,
+        tree: &Id,
+        comps: &[Vec<u8>],
+    ) -> Id {
+        let mut t = repo.load_tree(tree).unwrap();
+        let i = t.nodes.iter().position(|n| n.name == comps[0]).unwrap();
+        if comps.len() == 1 {
+            assert!(t.nodes[i].delta_base.take().is_some());
+        } else {
+            let sub = t.nodes[i]
+                .subtree
+                .expect("directories leading to sources are blobs");
+            t.nodes[i].subtree = Some(strip(repo, packer, &sub, &comps[1..]));
+        }
+        packer.save(BlobType::Tree, &t.encode().unwrap()).unwrap().0
+    }
+    let mut r = Repository::open(&repo.path, PASSWORD.as_bytes()).unwrap();
+    r.load_index().unwrap();
+    let (_, mut snap) = r
+        .find_snapshot(id, &cairn::snapshot::SnapshotFilter::default())
+        .unwrap();
+    let comps = cairn::browse::components(path).unwrap();
+    let packer = cairn::packer::Packer::new(&r);
+    snap.tree = strip(&r, &packer, &snap.tree, &comps);
+    packer.finish().unwrap();
+    r.save_snapshot(&snap).unwrap().to_hex()
+}
+
+/// A file that lists delta blobs without naming their base (a writer bug)
+/// is reported by `check --read-data`: prune would not keep the base.
+#[test]
+fn delta_without_a_recorded_base_is_reported() {
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", &[]);
+    let db = ws.path("app.db");
+    create_db(&db, "delete", 3_000);
+    let dbs = db.to_str().unwrap();
+    backup_json(&repo, &["--sqlite", dbs]);
+    update_spread(&db, 20, "changed-");
+    let second = backup_json(&repo, &["--sqlite", dbs]);
+    repo.run(&["check", "--read-data"]).ok();
+    strip_delta_base(&repo, second["snapshot_id"].as_str().unwrap(), &db);
+    let check = repo.run(&["check", "--read-data"]);
+    assert_eq!(check.code, Some(1), "{}{}", check.out(), check.stderr);
+    let all = format!("{}{}", check.out(), check.stderr);
+    assert!(all.contains("without a delta base"), "{all}");
+}
