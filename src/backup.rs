@@ -699,17 +699,7 @@ impl Archiver<'_> {
                 path.display()
             )));
         }
-        let cut = match (
-            self.repo.config.database_chunking,
-            sqlite_page_size(&file, &md),
-        ) {
-            (Some(chunking), Some(page_size)) => Cut::Pages {
-                chunking,
-                page_size: page_size as usize,
-                key: &self.repo.key.chunker,
-            },
-            _ => Cut::Cdc(&self.repo.chunker),
-        };
+        let cut = self.cut(sqlite_page_size(&file, &md));
         let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, None)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.size = size;
@@ -730,14 +720,7 @@ impl Archiver<'_> {
         node.kind = NodeKind::File;
         let mut file = File::open(&copy.path).at(&copy.path)?;
         let len = file.metadata().at(&copy.path)?.len();
-        let cut = match self.repo.config.database_chunking {
-            Some(chunking) => Cut::Pages {
-                chunking,
-                page_size: copy.record.page_size as usize,
-                key: &self.repo.key.chunker,
-            },
-            None => Cut::Cdc(&self.repo.chunker),
-        };
+        let cut = self.cut(Some(copy.record.page_size));
         let (ids, size) = self.store_stream(&mut file, Some(len), &cut, src, delta)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.delta_base = delta.and_then(|d| d.recorded_base());
@@ -857,6 +840,19 @@ impl Archiver<'_> {
 }
 
 impl Archiver<'_> {
+    /// How to cut a file: at its pages if it is a database of `page_size`
+    /// and the repository says how databases are chunked, else by content.
+    fn cut(&self, page_size: Option<u32>) -> Cut<'_> {
+        match (self.repo.config.database_chunking, page_size) {
+            (Some(chunking), Some(page_size)) => Cut::Pages {
+                chunking,
+                page_size: page_size as usize,
+                key: &self.repo.key.chunker,
+            },
+            _ => Cut::Cdc(&self.repo.chunker),
+        }
+    }
+
     /// Stores the chunk at position `pos` (content id `id`) as a delta
     /// against the base's chunk at that position, and returns the delta id;
     /// `None` means "store it as an ordinary blob": it equals its base chunk

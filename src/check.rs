@@ -284,22 +284,20 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckReport> 
                                 used.insert(*id);
                             },
                         );
+                        // A delta file's base version is part of the file.
+                        let base = n.delta_base.as_ref().map(|b| {
+                            crate::content::expand_lenient(repo, &b.content, b.depth, &mut |id| {
+                                used.insert(*id);
+                            })
+                        });
                         // Each delta read must name the base's blob at its
                         // position, or prune could delete what it needs.
                         if list_problem.is_none() && !delta_bases.is_empty() {
-                            list_problem = misplaced_delta(repo, n, &content, &delta_bases);
+                            let base_ids = base.as_ref().map(|(ids, _)| ids.as_slice());
+                            list_problem = misplaced_delta(&content, base_ids, &delta_bases);
                         }
-                        // A delta file's base version is part of the file.
-                        if let Some(b) = &n.delta_base {
-                            let (base, p) = crate::content::expand_lenient(
-                                repo,
-                                &b.content,
-                                b.depth,
-                                &mut |id| {
-                                    used.insert(*id);
-                                },
-                            );
-                            content.extend(base);
+                        if let Some((base_ids, p)) = base {
+                            content.extend(base_ids);
                             list_problem =
                                 list_problem.or_else(|| p.map(|p| format!("delta base: {p}")));
                         }
@@ -540,32 +538,25 @@ fn check_pack_data(
     }
 }
 
-/// Whether a file lists a delta blob (among those read) whose base is not
-/// its base version's blob at the same position: describes the first.
+/// Whether a file's `content` lists a delta blob (among those read) whose
+/// base is not the blob at the same position of the file's base version
+/// (`base_ids`, `None` if the file has none): describes the first.
 fn misplaced_delta(
-    repo: &Repository,
-    n: &crate::tree::Node,
     content: &[Id],
+    base_ids: Option<&[Id]>,
     delta_bases: &HashMap<Id, Id>,
 ) -> Option<String> {
-    let mut base_ids: Option<Vec<Id>> = None;
     for (pos, id) in content.iter().enumerate() {
         let Some(named) = delta_bases.get(id) else {
             continue;
         };
-        let Some(b) = &n.delta_base else {
+        let Some(base_ids) = base_ids else {
             return Some(format!(
                 "delta blob {} is listed by a file without a delta base",
                 id.short()
             ));
         };
-        if base_ids.is_none() {
-            // Unreadable base lists are reported by the caller.
-            base_ids =
-                Some(crate::content::expand_lenient(repo, &b.content, b.depth, &mut |_| {}).0);
-        }
-        let expected = base_ids.as_ref().and_then(|ids| ids.get(pos));
-        if expected != Some(named) {
+        if base_ids.get(pos) != Some(named) {
             return Some(format!(
                 "delta blob {} at position {pos} names base {}, not the file's base blob there",
                 id.short(),

@@ -130,6 +130,11 @@ pub fn node_json(path: &str, n: &Node) -> Value {
     })
 }
 
+/// Blob ids as a JSON array of hex strings.
+fn ids_json(ids: &[cairn::id::Id]) -> Value {
+    ids.iter().map(|id| Value::String(id.to_hex())).collect()
+}
+
 /// A tree for `cat tree`: every node with its blob ids, and inline
 /// listings nested in place, so the output identifies the content.
 pub fn tree_json(tree: &cairn::tree::Tree) -> Vec<Value> {
@@ -137,20 +142,12 @@ pub fn tree_json(tree: &cairn::tree::Tree) -> Vec<Value> {
         .iter()
         .map(|n| {
             let mut v = node_json(&n.display_name(), n);
-            v["content"] = n
-                .content
-                .iter()
-                .map(|id| Value::String(id.to_hex()))
-                .collect();
+            v["content"] = ids_json(&n.content);
             v["subtree"] = n
                 .subtree
                 .map_or(Value::Null, |id| Value::String(id.to_hex()));
             if let Some(b) = &n.delta_base {
-                v["delta_base"]["content"] = b
-                    .content
-                    .iter()
-                    .map(|id| Value::String(id.to_hex()))
-                    .collect();
+                v["delta_base"]["content"] = ids_json(&b.content);
             }
             v["inline"] = n
                 .inline
