@@ -27,11 +27,11 @@
 //! (`--measurement-time`, `--sample-size`) for more precise figures.
 
 use cairn::Id;
-use cairn::blob::{self, BlobType};
-use cairn::chunker::{Chunker, ChunkerParams};
-use cairn::crypto::MasterKey;
-use cairn::index::{BlobSet, Index};
-use cairn::pack::{PackBuilder, PackEntry};
+use cairn::format::blob::{self, BlobType};
+use cairn::format::chunker::{Chunker, ChunkerParams};
+use cairn::format::crypto::MasterKey;
+use cairn::format::pack::{PackBuilder, PackEntry};
+use cairn::repository::index::{BlobSet, Index};
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
     criterion_main, measurement::WallTime,

@@ -14,26 +14,27 @@
 //!   index files of [`INDEX_EVERY`] packs each, as backups write them, or of
 //!   [`INDEX_FILE_BLOBS`] blobs with `--layout compact`, as prune writes
 //!   them). Then a child process opens the repository and calls
-//!   [`Repository::load_index_for_backup`] exactly as `cairn backup` does,
+//!   [`Repository::with_backup_index`] exactly as `cairn backup` does,
 //!   and reports its peak RSS (VmHWM from `/proc/self/status`). The index
 //!   files take about 45 bytes per blob on disk (450 MB for 10M), in a
 //!   temporary directory under `--dir` (default: the system temp dir).
 //! * `blobset`: only the in-memory structure a backup deduplicates against
 //!   ([`BlobSet`]), filled with N random ids, in this process.
 //! * `index`: the full location index ([`Index`]) for comparison.
-//! * `repo-full`: like `repo`, but the child calls [`Repository::load_index`]
+//! * `repo-full`: like `repo`, but the child calls [`Repository::with_full_index`]
 //!   (the full index that restore, ls, dump, check, stats and prune load).
 //!
 //! To measure a new structure, add a mode next to `blobset`; `repo` mode
-//! follows whatever `load_index_for_backup` builds.
+//! follows whatever `with_backup_index` builds.
 
 use cairn::Id;
-use cairn::backend::FileKind;
-use cairn::blob::BlobType;
-use cairn::index::{BlobSet, Index, IndexFile, IndexPack};
-use cairn::pack::PackEntry;
-use cairn::packer::INDEX_EVERY;
-use cairn::repo::{INDEX_FILE_BLOBS, InitOptions, Repository};
+use cairn::backend::{FileKind, Handle, LocalBackend};
+use cairn::format::blob::BlobType;
+use cairn::format::index::{IndexFile, IndexPack};
+use cairn::format::pack::PackEntry;
+use cairn::repository::index::{BlobSet, INDEX_FILE_BLOBS, Index};
+use cairn::repository::packer::INDEX_EVERY;
+use cairn::repository::{InitOptions, Repository};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -279,10 +280,14 @@ fn write_repo(dir: &Path, args: &Args) -> (usize, u64) {
             packs: std::mem::take(batch),
             supersedes: Vec::new(),
         };
-        let enc = f.encode(&repo.key).expect("encode index");
+        let enc = f.encode(repo.key()).expect("encode index");
         let id = Id::of_file(&enc);
         // No fsync: this is scratch data.
-        std::fs::write(repo.backend.path(FileKind::Index, &id), &enc).expect("write index");
+        std::fs::write(
+            LocalBackend::new(dir).path(Handle::new(FileKind::Index, id)),
+            &enc,
+        )
+        .expect("write index");
         files += 1;
         bytes += enc.len() as u64;
     };
@@ -356,16 +361,16 @@ fn write_repo(dir: &Path, args: &Args) -> (usize, u64) {
 /// Child: open the repository and load the index as `cairn backup` does
 /// (or, with `full`, as restore and the other readers do).
 fn load_child(dir: &Path, n: usize, full: bool) {
-    let mut repo = Repository::open(dir, PASSWORD).expect("open repository");
+    let repo = Repository::open(dir, PASSWORD).expect("open repository");
     let after_open_peak = status_kib("VmHWM");
     let base = status_kib("VmRSS");
     let reset = reset_peak();
     let t = Instant::now();
-    if full {
-        repo.load_index().expect("load index");
+    let (full_index, backup_index) = if full {
+        (Some(repo.with_full_index().expect("load index")), None)
     } else {
-        repo.load_index_for_backup().expect("load index");
-    }
+        (None, Some(repo.with_backup_index().expect("load index")))
+    };
     let secs = t.elapsed().as_secs_f64();
     let process_peak = status_kib("VmHWM").max(after_open_peak);
     let load_peak = if reset {
@@ -376,17 +381,20 @@ fn load_child(dir: &Path, n: usize, full: bool) {
     let (mode, held) = if full {
         (
             "repo-full",
-            format!("{} blob locations in the Index", repo.index.len()),
-        )
-    } else {
-        (
-            "repo",
             format!(
-                "{} data blob ids in the BlobSet, {} tree blob locations in the Index",
-                repo.data_blobs.len(),
-                repo.index.len()
+                "{} blob locations in the Index",
+                full_index.as_ref().map_or(0, |r| r.index().len())
             ),
         )
+    } else {
+        ("repo", {
+            let (ids, located) = backup_index
+                .as_ref()
+                .map_or((0, 0), |r| r.backup_index_sizes());
+            format!(
+                "{ids} data blob ids in the BlobSet, {located} tree blob locations in the Index"
+            )
+        })
     };
     report(mode, n, &held, base, load_peak, process_peak, secs);
     println!(

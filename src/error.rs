@@ -22,12 +22,23 @@ pub enum Error {
     /// A repository file is damaged, truncated, or was tampered with.
     #[error("{file}: {problem}")]
     Corrupt { file: String, problem: String },
+    /// A repository file does not exist (the backend said so).
+    #[error("{file}: no such file in the repository")]
+    NotFound { file: String },
+    /// The storage could not be reached or refused a request (a network
+    /// error, a server error that outlasted the retries, missing
+    /// permissions). `file` names what was being accessed.
+    #[error("{file}: {message}")]
+    Backend { file: String, message: String },
+    /// The operation was cancelled (by the user or a signal).
+    #[error("cancelled")]
+    Cancelled,
     /// No key file could be opened with the given password.
     #[error("wrong password or no key file matches it")]
     WrongPassword,
     /// The location is not a cairn repository.
     #[error("{0}: not a cairn repository (no config file)")]
-    NotARepository(PathBuf),
+    NotARepository(String),
     /// `init` on a location that already holds something.
     #[error("{0}")]
     AlreadyExists(String),
@@ -67,6 +78,16 @@ impl Error {
             file: file.into(),
             problem: problem.into(),
         }
+    }
+
+    /// Builds a [`Error::NotFound`] for a repository file.
+    pub fn not_found(file: impl Into<String>) -> Self {
+        Error::NotFound { file: file.into() }
+    }
+
+    /// Whether this says a repository file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
     }
 
     /// Wraps an I/O error with the path it concerns.

@@ -1,47 +1,28 @@
 //! cairn: a content-addressed, deduplicating, encrypted backup repository.
 //!
-//! The crate is layered so that dependencies point one way:
+//! The crate is layered; each layer is a folder and depends only on the
+//! layers before it:
 //!
-//! * [`cli`-level commands](crate::backup) (`backup`, `restore`, ...) use
-//! * [`repo`] (an opened repository: keys, config, index, snapshots), which uses
-//! * [`backend`] (where bytes live), [`crypto`] (keys and sealing), and the
-//!   metadata model ([`tree`], [`snapshot`], [`pack`], [`index`], [`config`], [`keyfile`]).
+//! 1. [`format`]: the bytes cairn writes, encoders and decoders, no I/O;
+//! 2. [`backend`]: where bytes live (a local folder, memory), behind one
+//!    trait with a written contract;
+//! 3. [`repository`]: an opened repository (keys, config, index, blobs,
+//!    packer, snapshots, locks) on any backend;
+//! 4. [`commands`]: one module per command, typed options in, typed report
+//!    out; [`sources`] (file walk, SQLite copies, streams) feed `backup`.
 //!
-//! Every decoder of bytes read from a repository lives in one module each and
-//! returns a typed [`Error`]; none of them panics on malformed input. The byte
-//! format is described in `format-spec/` at the top of the source tree.
+//! The `cairn` binary (`src/main.rs`, `src/cli/`) is a thin shell over
+//! [`commands`]. See ARCHITECTURE.md for the rules and where new things go.
 
 pub mod backend;
-pub mod backup;
-pub mod blob;
-pub mod browse;
-pub mod check;
-pub mod chunker;
-pub mod config;
-pub mod content;
-pub mod crypto;
-pub mod delta;
-pub mod envelope;
+pub mod commands;
 pub mod error;
-pub mod forget;
-pub mod id;
-pub mod index;
-pub mod keyfile;
-pub mod lock;
-pub mod pack;
-pub mod packer;
-pub mod prune;
-pub mod reachable;
-pub mod repair;
-pub mod repo;
-pub mod restore;
-pub mod retention;
-pub mod snapshot;
-pub mod sqlite;
-pub mod stats;
+pub mod format;
+pub mod repository;
+pub mod sources;
+pub mod sys;
 pub mod timespec;
-pub mod tree;
-pub mod walk;
 
 pub use error::{Error, Result};
-pub use id::Id;
+pub use format::id::Id;
+pub use repository::Repository;

@@ -1,4 +1,7 @@
-//! Times accepted on the command line.
+//! Times and durations accepted on the command line.
+//!
+//! Durations: a number and a unit, repeated: `30s`, `5m`, `26h`, `2d`,
+//! `1w`, `1d12h` (seconds, minutes, hours, days, weeks).
 //!
 //! RFC 3339 (`2026-11-28T14:00:00Z`, `2026-11-28T15:00:00+01:00`), or local
 //! time as `YYYY-MM-DD HH:MM[:SS]` (a `T` may stand for the space), or a bare
@@ -38,9 +41,54 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>> {
         })
 }
 
+/// Parses a duration like `30s`, `5m`, `26h`, `2d`, `1w` or `1d12h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = |why: &str| Error::InvalidInput(format!("bad duration {s:?}: {why}"));
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| bad("use e.g. 30s, 5m, 26h, 2d, 1w"))?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(bad(&format!("unknown unit {c:?} (use s, m, h, d, w)"))),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        any = true;
+    }
+    if !num.is_empty() {
+        return Err(bad("a number needs a unit (s, m, h, d, w)"));
+    }
+    if !any {
+        return Err(bad("use e.g. 30s, 5m, 26h, 2d, 1w"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("1d12h").unwrap().as_secs(), 36 * 3600);
+        assert_eq!(parse_duration("0s").unwrap().as_secs(), 0);
+        for bad in ["", "5", "forever", "3x", "h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn accepted_forms() {

@@ -3,13 +3,13 @@
 //! exit, no panic, and leave the repository exactly as it was (every file's
 //! bytes are hashed before and after).
 
-mod common;
+mod support;
 
-use common::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use support::*;
 
 /// A small repository with one snapshot of a small tree, kept pristine and
 /// copied for each damaging case.

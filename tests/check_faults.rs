@@ -5,13 +5,13 @@
 //! the damaged pack (or index file) and the affected snapshot and file; an
 //! undamaged snapshot next to it must not be named.
 
-mod support5;
+mod support;
 
-use cairn::backend::FileKind;
-use cairn::repo::Repository;
+use cairn::Repository;
+use cairn::backend::{FileKind, Handle};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use support5::*;
+use support::env::*;
 
 const KIB: usize = 1024;
 
@@ -38,15 +38,17 @@ fn fixture() -> Fixture {
 
 /// A blob of a file in a snapshot: (blob id, pack id, offset, length).
 fn file_blobs(env: &Env, snap: &Snap, name: &str) -> Vec<(String, String, u64, u32)> {
-    let mut repo = Repository::open(&env.repo, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
+    let repo = Repository::open(&env.repo, PASSWORD.as_bytes())
+        .unwrap()
+        .with_full_index()
+        .unwrap();
     let (_, s) = repo.find_snapshot(&snap.id, &Default::default()).unwrap();
     let path = snap.source.join(name);
-    let node = cairn::browse::lookup(&repo, &s.tree, path.to_str().unwrap()).unwrap();
+    let node = cairn::repository::browse::lookup(&repo, &s.tree, path.to_str().unwrap()).unwrap();
     node.content
         .iter()
         .map(|b| {
-            let (pack, loc) = repo.index.get(b).unwrap();
+            let (pack, loc) = repo.locate(b).unwrap();
             (b.to_hex(), pack.to_hex(), loc.offset, loc.length)
         })
         .collect()
@@ -283,7 +285,9 @@ fn index_entry_with_wrong_offset() {
     p.blobs[i + 1] = n1;
     let moved = e0.id.to_hex();
     repo.save_index(&file).unwrap();
-    repo.backend.remove(FileKind::Index, &old_id).unwrap();
+    repo.backend()
+        .remove(Handle::new(FileKind::Index, old_id))
+        .unwrap();
 
     let r = check_fails(&f.env, &[]);
     assert!(r.stderr.contains("does not match the pack header"), "{r}");
@@ -324,7 +328,9 @@ fn index_entry_with_shifted_offset() {
     let last = p.blobs.len() - 1;
     p.blobs[last].offset += 1;
     let new_id = repo.save_index(&file).unwrap();
-    repo.backend.remove(FileKind::Index, &old_id).unwrap();
+    repo.backend()
+        .remove(Handle::new(FileKind::Index, old_id))
+        .unwrap();
     let r = check_fails(&f.env, &[]);
     assert!(
         r.stderr.contains(&new_id.to_hex()),

@@ -2,12 +2,12 @@
 //! on disk: unchanged data costs (almost) nothing, changed files cost about
 //! the chunks that changed, identical content is stored once.
 
-mod common;
+mod support;
 
-use common::*;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use support::*;
 
 /// A tree of about 6 MiB: one large file and many small ones.
 fn build(src: &Path) {

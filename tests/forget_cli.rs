@@ -9,14 +9,14 @@
 //! snapshot metadata). Everything `forget` does runs through the binary, in
 //! UTC (`TZ=UTC`).
 
-mod support5;
+mod support;
 
-use cairn::backend::FileKind;
-use cairn::repo::Repository;
+use cairn::Repository;
+use cairn::backend::{FileKind, Handle};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use support5::*;
+use support::env::*;
 
 /// One history entry: time (RFC 3339), host, paths, tags.
 struct Entry {
@@ -65,7 +65,9 @@ fn make_history(env: &Env, entries: &[Entry]) -> Vec<String> {
         s.parent = None;
         ids.push(repo.save_snapshot(&s).unwrap().to_hex());
     }
-    repo.backend.remove(FileKind::Snapshot, &tid).unwrap();
+    repo.backend()
+        .remove(Handle::new(FileKind::Snapshot, tid))
+        .unwrap();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "history entries must differ");
     ids
@@ -562,7 +564,9 @@ fn same_kept_snapshots_as_restic() {
             s.parent = None;
             repo.save_snapshot(&s).unwrap();
         }
-        repo.backend.remove(FileKind::Snapshot, &tid).unwrap();
+        repo.backend()
+            .remove(Handle::new(FileKind::Snapshot, tid))
+            .unwrap();
     }
 
     // restic: real backups with --time, a few at a time.

@@ -22,18 +22,18 @@
 //!    XChaCha20-Poly1305, Argon2id, zstd, and hand-written varint parsing).
 
 use cairn::Id;
-use cairn::blob::{self, BlobType};
-use cairn::chunker::{Chunker, ChunkerParams, GEAR_CONTEXT};
-use cairn::config::Config;
-use cairn::crypto::{KdfParams, MasterKey};
-use cairn::envelope::{from_postcard, to_postcard};
-use cairn::index::{IndexFile, IndexPack};
-use cairn::keyfile::KeyFile;
-use cairn::lock::LockInfo;
-use cairn::pack::{self, PackEntry};
-use cairn::repo::Repository;
-use cairn::snapshot::{Snapshot, Summary};
-use cairn::tree::{Node, NodeKind, Tree};
+use cairn::Repository;
+use cairn::format::blob::{self, BlobType};
+use cairn::format::chunker::{Chunker, ChunkerParams, GEAR_CONTEXT};
+use cairn::format::config::Config;
+use cairn::format::crypto::{KdfParams, MasterKey};
+use cairn::format::envelope::{from_postcard, to_postcard};
+use cairn::format::index::{IndexFile, IndexPack};
+use cairn::format::keyfile::KeyFile;
+use cairn::format::lock::LockInfo;
+use cairn::format::pack::{self, PackEntry};
+use cairn::format::snapshot::{Snapshot, Summary};
+use cairn::format::tree::{Node, NodeKind, Tree};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -730,7 +730,7 @@ fn delta_base_node_encoding() {
     f.mode = 0o644;
     f.size = 4096;
     f.content = vec![Id(seq(0x01))];
-    f.delta_base = Some(cairn::tree::BaseContent {
+    f.delta_base = Some(cairn::format::tree::BaseContent {
         depth: 0,
         content: vec![Id(seq(0x21))],
     });
@@ -857,10 +857,11 @@ fn blob_ids_and_file_names() {
         "304d6e1791df3d0eabd1e6451c301dd85caed0e1d6d2759b8ba2dcfd9032ac90"
     );
     assert_eq!(
-        cairn::backend::LocalBackend::rel_path(
+        cairn::backend::Handle::new(
             cairn::backend::FileKind::Pack,
-            &id("304d6e1791df3d0eabd1e6451c301dd85caed0e1d6d2759b8ba2dcfd9032ac90")
-        ),
+            id("304d6e1791df3d0eabd1e6451c301dd85caed0e1d6d2759b8ba2dcfd9032ac90")
+        )
+        .rel_path(),
         "data/30/304d6e1791df3d0eabd1e6451c301dd85caed0e1d6d2759b8ba2dcfd9032ac90"
     );
 }
@@ -1487,28 +1488,30 @@ fn repo_v1_opens_in_place_without_empty_dirs() {
     let (_t, repo_dir) = checkout_copy();
     assert!(!repo_dir.join("locks").exists());
     assert!(!repo_dir.join("data/00").exists());
-    let mut repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
-    repo.load_index().unwrap();
-    assert_eq!(repo.index.packs().len(), 2);
+    let repo = Repository::open(&repo_dir, REPO_PASSWORD)
+        .unwrap()
+        .with_full_index()
+        .unwrap();
+    assert_eq!(repo.index().packs().len(), 2);
     let packs = repo
-        .backend
+        .backend()
         .list(cairn::backend::FileKind::Pack)
         .unwrap()
         .iter()
-        .map(Id::to_hex)
+        .map(|(id, _)| id.to_hex())
         .collect::<Vec<_>>();
     assert_eq!(packs, REPO_PACKS);
     assert!(
-        repo.backend
+        repo.backend()
             .list(cairn::backend::FileKind::Lock)
             .unwrap()
             .is_empty()
     );
     // The committed directory itself opens too (read-only use).
-    let repo = Repository::open(&vector_dir(), REPO_PASSWORD).unwrap();
-    assert_eq!(repo.config.id, id(REPO_ID).0);
+    let repo = Repository::open(vector_dir(), REPO_PASSWORD).unwrap();
+    assert_eq!(repo.config().id, id(REPO_ID).0);
     assert!(matches!(
-        Repository::open(&vector_dir(), b"wrong password"),
+        Repository::open(vector_dir(), b"wrong password"),
         Err(cairn::Error::WrongPassword)
     ));
 }
@@ -1517,9 +1520,9 @@ fn repo_v1_opens_in_place_without_empty_dirs() {
 fn repo_v1_config_key_and_snapshot() {
     let (_t, repo_dir) = checkout_copy();
     let repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
-    assert_eq!(repo.key_id, id(REPO_KEY));
+    assert_eq!(repo.key_id(), id(REPO_KEY));
     assert_eq!(
-        repo.config,
+        *repo.config(),
         Config {
             version: 1,
             id: id(REPO_ID).0,
@@ -1585,8 +1588,10 @@ fn repo_v1_config_key_and_snapshot() {
 #[test]
 fn repo_v1_tree_structure_and_file_bytes() {
     let (_t, repo_dir) = checkout_copy();
-    let mut repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
-    repo.load_index().unwrap();
+    let repo = Repository::open(&repo_dir, REPO_PASSWORD)
+        .unwrap()
+        .with_full_index()
+        .unwrap();
     let root = repo.load_tree(&id(REPO_ROOT_TREE)).unwrap();
     // The root tree holds the absolute source path as nested directories.
     assert_eq!(root.nodes.len(), 1);
@@ -1630,11 +1635,11 @@ fn repo_v1_tree_structure_and_file_bytes() {
                 // The content list is exactly the chunker's cuts of the
                 // file, each named by its keyed hash.
                 let ids: Vec<Id> = repo
-                    .chunker
+                    .chunker()
                     .split(&content)
                     .iter()
                     .scan(0, |pos, &len| {
-                        let id = repo.key.blob_id(&content[*pos..*pos + len]);
+                        let id = repo.key().blob_id(&content[*pos..*pos + len]);
                         *pos += len;
                         Some(id)
                     })
@@ -1687,18 +1692,21 @@ fn repo_v1_tree_structure_and_file_bytes() {
 #[test]
 fn repo_v1_restores_bit_for_bit() {
     let (t, repo_dir) = checkout_copy();
-    let mut repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
-    repo.load_index().unwrap();
+    let repo = Repository::open(&repo_dir, REPO_PASSWORD)
+        .unwrap()
+        .with_full_index()
+        .unwrap();
     let target = t.path().join("restored");
-    let stats = cairn::restore::restore(
+    let stats = cairn::commands::restore::restore_tree(
         &repo,
         &id(REPO_ROOT_TREE),
-        &cairn::restore::RestoreOptions {
+        &cairn::commands::restore::RestoreOptions {
             target: target.clone(),
             verify: true,
             ..Default::default()
         },
-        &cairn::restore::RestoreProgress::default(),
+        (0, 0),
+        &cairn::commands::progress::NoProgress,
     )
     .unwrap();
     assert!(stats.errors.is_empty(), "{:?}", stats.errors);
@@ -1750,11 +1758,12 @@ fn repo_v1_restores_bit_for_bit() {
 #[test]
 fn repo_v1_passes_check_and_the_binary_reads_it() {
     let (_t, repo_dir) = checkout_copy();
-    let mut repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
-    let report = cairn::check::check(
-        &mut repo,
-        &cairn::check::CheckOptions {
-            read_data: Some(cairn::check::Subset::All),
+    let repo = Repository::open(&repo_dir, REPO_PASSWORD).unwrap();
+    let report = cairn::commands::check::check(
+        &repo,
+        &cairn::commands::check::CheckOptions {
+            read_data: Some(cairn::commands::check::Subset::All),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -1897,15 +1906,15 @@ fn repo_v1_reads_with_the_independent_spec_reader() {
 /// Malformed input panics (this is test code).
 mod spec {
     use cairn::Id;
-    use cairn::blob::BlobType;
-    use cairn::chunker::ChunkerParams;
-    use cairn::config::Config;
-    use cairn::crypto::{KdfParams, MasterKey};
-    use cairn::index::{IndexFile, IndexPack};
-    use cairn::keyfile::KeyFile;
-    use cairn::pack::PackEntry;
-    use cairn::snapshot::{Snapshot, Summary};
-    use cairn::tree::{Node, NodeKind, Tree};
+    use cairn::format::blob::BlobType;
+    use cairn::format::chunker::ChunkerParams;
+    use cairn::format::config::Config;
+    use cairn::format::crypto::{KdfParams, MasterKey};
+    use cairn::format::index::{IndexFile, IndexPack};
+    use cairn::format::keyfile::KeyFile;
+    use cairn::format::pack::PackEntry;
+    use cairn::format::snapshot::{Snapshot, Summary};
+    use cairn::format::tree::{Node, NodeKind, Tree};
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -2265,9 +2274,9 @@ mod spec {
         s
     }
 
-    pub fn lock(plain: &[u8]) -> cairn::lock::LockInfo {
+    pub fn lock(plain: &[u8]) -> cairn::format::lock::LockInfo {
         let mut c = Cur::new(plain);
-        let l = cairn::lock::LockInfo {
+        let l = cairn::format::lock::LockInfo {
             time: c.i64(),
             exclusive: c.bool(),
             hostname: c.string(),

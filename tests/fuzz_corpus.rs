@@ -137,7 +137,9 @@ fn mutate(seed: &[u8], mut f: impl FnMut(&[u8])) {
         (1u64 << 40).to_le_bytes().to_vec(),
         u64::MAX.to_le_bytes().to_vec(),
         u32::MAX.to_le_bytes().to_vec(),
-        (cairn::blob::MAX_BLOB_SIZE as u32).to_le_bytes().to_vec(),
+        (cairn::format::blob::MAX_BLOB_SIZE as u32)
+            .to_le_bytes()
+            .to_vec(),
     ];
     for p in positions(n, 256) {
         for pat in &patterns {
@@ -156,7 +158,7 @@ fn mutate(seed: &[u8], mut f: impl FnMut(&[u8])) {
 /// nothing else should come near.
 fn allocation_limit(name: &str) -> usize {
     if name == "fuzz_blob" {
-        cairn::blob::MAX_BLOB_SIZE
+        cairn::format::blob::MAX_BLOB_SIZE
     } else {
         16 * 1024 * 1024
     }

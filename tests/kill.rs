@@ -8,13 +8,13 @@
 //! the machine's speed; a kill that lands after the backup finished is fine
 //! (its snapshot is then simply one more to verify).
 
-mod common;
+mod support;
 
-use common::*;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::*;
 
 /// Files in the source tree, and their sizes: about 36 MiB in total, so
 /// that with 1 MiB packs a backup writes more than 32 packs and therefore

@@ -7,17 +7,17 @@
 //! After every prune the repository must pass `check --read-data` and every
 //! remaining snapshot must restore bit for bit.
 
-mod support5;
+mod support;
 
-use cairn::backend::FileKind;
-use cairn::repo::Repository;
+use cairn::Repository;
+use cairn::backend::{FileKind, Handle};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support5::*;
+use support::env::*;
 
 const KIB: usize = 1024;
 
@@ -618,11 +618,14 @@ fn concurrent_backups_and_prunes_lose_nothing() {
     assert_clean_and_restorable(&env, &snaps);
 }
 
-fn write_lock(env: &Env, info: &cairn::lock::LockInfo) -> cairn::Id {
+fn write_lock(env: &Env, info: &cairn::format::lock::LockInfo) -> cairn::Id {
     let repo = Repository::open(&env.repo, PASSWORD.as_bytes()).unwrap();
-    let bytes = cairn::envelope::seal(&repo.key, cairn::lock::MAGIC, info).unwrap();
+    let bytes =
+        cairn::format::envelope::seal(repo.key(), cairn::format::lock::MAGIC, info).unwrap();
     let id = cairn::Id::of_file(&bytes);
-    repo.backend.write(FileKind::Lock, &id, &bytes).unwrap();
+    repo.backend()
+        .write(Handle::new(FileKind::Lock, id), &bytes)
+        .unwrap();
     id
 }
 
@@ -638,7 +641,7 @@ fn locks_conflicts_and_stale_holders() {
     // exit code 11 and a message naming the holder.
     {
         let repo = Repository::open(&env.repo, PASSWORD.as_bytes()).unwrap();
-        let lock = cairn::lock::Lock::acquire(&repo, true, Duration::ZERO).unwrap();
+        let lock = repo.lock_exclusive().unwrap();
         let r = env.run(&["backup", src_s]);
         assert_eq!(r.code, Some(11), "{r}");
         assert!(r.stderr.contains("locked"), "{r}");
@@ -685,7 +688,7 @@ fn locks_conflicts_and_stale_holders() {
 
     // Another host's fresh lock cannot be judged by pid: it blocks...
     let now = chrono::Utc::now().timestamp();
-    let foreign = cairn::lock::LockInfo {
+    let foreign = cairn::format::lock::LockInfo {
         time: now,
         exclusive: true,
         hostname: "elsewhere.example".into(),
@@ -707,7 +710,7 @@ fn locks_conflicts_and_stale_holders() {
     // ...but once it is older than the stale limit it is ignored.
     write_lock(
         &env,
-        &cairn::lock::LockInfo {
+        &cairn::format::lock::LockInfo {
             time: now - 3600,
             ..foreign.clone()
         },
@@ -720,7 +723,7 @@ fn locks_conflicts_and_stale_holders() {
     // does block prune.
     write_lock(
         &env,
-        &cairn::lock::LockInfo {
+        &cairn::format::lock::LockInfo {
             exclusive: false,
             ..foreign.clone()
         },

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cairn::retention::{Duration, Policy, SnapshotInfo, apply_policy};
+use cairn::commands::retention::{Duration, Policy, SnapshotInfo, apply_policy};
 use chrono::DateTime;
 use serde_json::{Map, Value, json};
 

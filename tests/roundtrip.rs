@@ -3,9 +3,8 @@
 //! by entry (type, mode, size, mtime with nanoseconds, owner, symlink target,
 //! hard-link identity). Also a property test over random small trees.
 
-mod common;
+mod support;
 
-use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use std::collections::BTreeMap;
@@ -14,6 +13,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
+use support::*;
 
 const BIG_LEN: usize = 9 * 1024 * 1024 + 12_345;
 

@@ -2,13 +2,13 @@
 //! (WAL and rollback-journal modes, a writer in another process), verified
 //! restores, and clear failures for corrupt, tampered and missing databases.
 
-mod common;
+mod support;
 
-use common::*;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::*;
 
 /// A writer process: each transaction appends the next sequence number,
 /// rewrites a random filler row and bumps a totals row, until `stop` exists.
@@ -342,9 +342,9 @@ fn restore_reports_record_mismatch_and_tampering() {
     let id = repo.backup(&[], &["--sqlite", db.to_str().unwrap()]);
 
     // A snapshot whose record disagrees with the data.
-    let r = cairn::repo::Repository::open(&repo.path, PASSWORD.as_bytes()).unwrap();
+    let r = cairn::Repository::open(&repo.path, PASSWORD.as_bytes()).unwrap();
     let (_, mut snap) = r
-        .find_snapshot(&id, &cairn::snapshot::SnapshotFilter::default())
+        .find_snapshot(&id, &cairn::repository::SnapshotFilter::default())
         .unwrap();
     let t = snap.databases[0]
         .tables
@@ -372,11 +372,11 @@ fn restore_reports_record_mismatch_and_tampering() {
     // Damage the restored file: verification against the record fails.
     let restored_db = restored(&target, &db);
     let (_, good) = r
-        .find_snapshot(&id, &cairn::snapshot::SnapshotFilter::default())
+        .find_snapshot(&id, &cairn::repository::SnapshotFilter::default())
         .unwrap();
-    assert!(cairn::sqlite::verify_restored(&restored_db, &good.databases[0]).is_empty());
+    assert!(cairn::sources::sqlite::verify_restored(&restored_db, &good.databases[0]).is_empty());
     corrupt_page(&restored_db, 10);
-    let problems = cairn::sqlite::verify_restored(&restored_db, &good.databases[0]);
+    let problems = cairn::sources::sqlite::verify_restored(&restored_db, &good.databases[0]);
     assert!(
         problems
             .iter()
@@ -731,12 +731,13 @@ fn unused_delta_whose_base_was_pruned_is_not_damage() {
 /// Rewrites snapshot `id`'s tree so that the node at `path` loses its delta
 /// base (as a buggy writer might); returns the new snapshot's id.
 fn strip_delta_base(repo: &Repo, id: &str, path: &Path) -> String {
-    use cairn::blob::BlobType;
-    use cairn::id::Id;
-    use cairn::repo::Repository;
+    use cairn::Repository;
+    use cairn::format::blob::BlobType;
+    use cairn::format::id::Id;
+    use cairn::repository::FullIndex;
     fn strip(
-        repo: &Repository,
-        packer: &cairn::packer::Packer,
+        repo: &Repository<FullIndex>,
+        packer: &cairn::repository::packer::Packer,
         tree: &Id,
         comps: &[Vec<u8>],
     ) -> Id {
@@ -752,13 +753,15 @@ fn strip_delta_base(repo: &Repo, id: &str, path: &Path) -> String {
         }
         packer.save(BlobType::Tree, &t.encode().unwrap()).unwrap().0
     }
-    let mut r = Repository::open(&repo.path, PASSWORD.as_bytes()).unwrap();
-    r.load_index().unwrap();
-    let (_, mut snap) = r
-        .find_snapshot(id, &cairn::snapshot::SnapshotFilter::default())
+    let r = Repository::open(&repo.path, PASSWORD.as_bytes())
+        .unwrap()
+        .with_full_index()
         .unwrap();
-    let comps = cairn::browse::components(path).unwrap();
-    let packer = cairn::packer::Packer::new(&r);
+    let (_, mut snap) = r
+        .find_snapshot(id, &cairn::repository::SnapshotFilter::default())
+        .unwrap();
+    let comps = cairn::repository::browse::components(path).unwrap();
+    let packer = cairn::repository::packer::Packer::new(&r);
     snap.tree = strip(&r, &packer, &snap.tree, &comps);
     packer.finish().unwrap();
     r.save_snapshot(&snap).unwrap().to_hex()

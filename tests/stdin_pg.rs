@@ -2,11 +2,11 @@
 //! dumps round-tripped through a real server (`.ci/run` starts one and
 //! exports PGHOST, PGPORT and PGUSER).
 
-mod common;
+mod support;
 
-use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use support::*;
 
 fn dump(repo: &Repo, snap: &str, name: &str) -> Vec<u8> {
     let out = repo.cmd(&["dump", snap, name]).output().unwrap();

@@ -27,18 +27,18 @@
 //!
 //! Sealed inputs use [`fixed_key`]; the seeds are sealed with it too.
 
-use cairn::blob::{self, BlobType};
-use cairn::chunker::{Chunker, ChunkerParams};
-use cairn::config::{self, Config};
-use cairn::content::ContentList;
-use cairn::crypto::{KdfParams, MasterKey};
-use cairn::envelope::to_postcard;
-use cairn::id::Id;
-use cairn::index::{IndexFile, IndexPack};
-use cairn::keyfile::KeyFile;
-use cairn::pack::{self, PackBuilder, PackEntry};
-use cairn::snapshot::{Snapshot, Summary};
-use cairn::tree::{BaseContent, Node, NodeKind, Tree};
+use cairn::format::blob::{self, BlobType};
+use cairn::format::chunker::{Chunker, ChunkerParams};
+use cairn::format::config::{self, Config};
+use cairn::format::content::ContentList;
+use cairn::format::crypto::{KdfParams, MasterKey};
+use cairn::format::envelope::to_postcard;
+use cairn::format::id::Id;
+use cairn::format::index::{IndexFile, IndexPack};
+use cairn::format::keyfile::KeyFile;
+use cairn::format::pack::{self, PackBuilder, PackEntry};
+use cairn::format::snapshot::{Snapshot, Summary};
+use cairn::format::tree::{BaseContent, Node, NodeKind, Tree};
 
 /// The master key every sealed fuzz input and seed is sealed with.
 pub fn fixed_key() -> MasterKey {
@@ -193,7 +193,7 @@ pub fn pack(data: &[u8]) -> bool {
                 return false;
             };
             assert_eq!(trailer.len(), pack::TRAILER_LEN);
-            assert!((cairn::crypto::SEAL_OVERHEAD..=pack::MAX_HEADER_LEN).contains(&hlen));
+            assert!((cairn::format::crypto::SEAL_OVERHEAD..=pack::MAX_HEADER_LEN).contains(&hlen));
             assert!(hlen as u64 + pack::TRAILER_LEN as u64 <= pack_len);
             true
         }
@@ -247,7 +247,7 @@ pub fn index(data: &[u8]) -> bool {
     };
     assert_eq!(again.expect("re-decode"), f);
     // Loading into the in-memory index must not panic either.
-    let mut idx = cairn::index::Index::new();
+    let mut idx = cairn::repository::index::Index::new();
     for p in &f.packs {
         idx.add_pack(p.id, &p.blobs);
     }
@@ -266,7 +266,7 @@ pub fn tree(data: &[u8]) -> bool {
     };
     assert!(t.validate().is_ok());
     for n in &t.nodes {
-        assert!(cairn::tree::validate_name(&n.name).is_ok());
+        assert!(cairn::format::tree::validate_name(&n.name).is_ok());
         assert_eq!(t.get(&n.name), Some(n));
         let _ = n.display_name();
         let _ = n.kind.name();

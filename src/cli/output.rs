@@ -1,84 +1,26 @@
-//! Text and JSON rendering shared by the commands.
+//! Text rendering, progress bars and JSON printing shared by the commands.
+//! (The JSON shapes themselves are the library's: `cairn::commands::views`.)
 
-use cairn::Id;
-use cairn::snapshot::{DatabaseRecord, Snapshot};
-use cairn::tree::Node;
+use cairn::commands::ls::{Node, NodeKind};
+use cairn::commands::progress::{Progress, Status};
+use cairn::commands::snapshots::DatabaseRecord;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
-use std::io::IsTerminal;
-use std::time::Duration;
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Human size with binary units: `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
-/// A snapshot's time in its own offset, RFC 3339 with nanoseconds.
-pub fn rfc3339(s: &Snapshot) -> String {
-    s.datetime()
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// A snapshot's time in local time, for tables.
-pub fn local_time(s: &Snapshot) -> String {
-    s.datetime()
-        .with_timezone(&chrono::Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-/// JSON form of a snapshot (documented in the README).
-pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
-    let m = &s.summary;
-    json!({
-        "id": id.to_hex(),
-        "short_id": id.short(),
-        "time": rfc3339(s),
-        "hostname": s.hostname,
-        "username": s.username,
-        "uid": s.uid,
-        "gid": s.gid,
-        "paths": s.paths,
-        "tags": s.tags,
-        "tree": s.tree.to_hex(),
-        "parent": s.parent.map(|p| p.to_hex()),
-        "program_version": s.program_version,
-        "summary": {
-            "files_new": m.files_new,
-            "files_changed": m.files_changed,
-            "files_unchanged": m.files_unchanged,
-            "dirs": m.dirs,
-            "total_files": m.total_files,
-            "total_bytes": m.total_bytes,
-            "bytes_read": m.bytes_read,
-            "blobs_added": m.blobs_added,
-            "data_added": m.bytes_added,
-            "data_added_stored": m.bytes_added_stored,
-            "errors": m.errors,
-            "backup_start": chrono::DateTime::from_timestamp_nanos(m.started_ns).to_rfc3339(),
-            "backup_end": chrono::DateTime::from_timestamp_nanos(m.finished_ns).to_rfc3339(),
-        },
-        "error_messages": s.error_messages,
-        "databases": s.databases.iter().map(database_json).collect::<Vec<_>>(),
-    })
-}
-
-/// JSON form of a database record (documented in the README).
-pub fn database_json(d: &DatabaseRecord) -> Value {
-    json!({
-        "path": d.path,
-        "type": "sqlite",
-        "size": d.size,
-        "page_size": d.page_size,
-        "page_count": d.page_count,
-        "schema_hash": hex::encode(d.schema_hash),
-        "tables": d.tables.iter().map(|t| json!({"name": t.name, "rows": t.rows})).collect::<Vec<_>>(),
-        "total_rows": d.tables.iter().map(|t| t.rows).sum::<u64>(),
-        "check": d.check.pragma(),
-        "check_ok": d.check_ok,
-        "check_messages": d.check_messages,
-        "journal_mode": d.journal_mode,
-    })
+/// Prints one JSON document on its own line.
+pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// One-line summary of a database record.
@@ -100,75 +42,16 @@ pub fn database_line(d: &DatabaseRecord) -> String {
     format!("database {}: {}", d.path, database_summary(d))
 }
 
-/// Node modification time as RFC 3339 (UTC).
-pub fn node_mtime(n: &Node) -> String {
-    chrono::DateTime::from_timestamp(n.mtime, n.mtime_nsec)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_default()
-}
-
-/// JSON form of a tree node at `path`.
-pub fn node_json(path: &str, n: &Node) -> Value {
-    json!({
-        "path": path,
-        "name": n.display_name(),
-        "type": n.kind.name(),
-        "size": n.size,
-        "mode": format!("{:o}", n.mode),
-        "uid": n.uid,
-        "gid": n.gid,
-        "mtime": node_mtime(n),
-        "inode": n.inode,
-        "links": n.links,
-        "link_target": if n.link_target.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&n.link_target).into_owned()) },
-        "content_blobs": n.content.len(),
-        "content_depth": n.content_depth,
-        "delta_base": n.delta_base.as_ref().map_or(Value::Null, |b| json!({
-            "depth": b.depth,
-            "content_blobs": b.content.len(),
-        })),
-    })
-}
-
-/// Blob ids as a JSON array of hex strings.
-fn ids_json(ids: &[cairn::id::Id]) -> Value {
-    ids.iter().map(|id| Value::String(id.to_hex())).collect()
-}
-
-/// A tree for `cat tree`: every node with its blob ids, and inline
-/// listings nested in place, so the output identifies the content.
-pub fn tree_json(tree: &cairn::tree::Tree) -> Vec<Value> {
-    tree.nodes
-        .iter()
-        .map(|n| {
-            let mut v = node_json(&n.display_name(), n);
-            v["content"] = ids_json(&n.content);
-            v["subtree"] = n
-                .subtree
-                .map_or(Value::Null, |id| Value::String(id.to_hex()));
-            if let Some(b) = &n.delta_base {
-                v["delta_base"]["content"] = ids_json(&b.content);
-            }
-            v["inline"] = n
-                .inline
-                .as_ref()
-                .map_or(Value::Null, |t| Value::Array(tree_json(t)));
-            v
-        })
-        .collect()
-}
-
 /// `ls -l` style permission string.
 pub fn mode_string(n: &Node) -> String {
-    use cairn::tree::NodeKind::*;
     let t = match n.kind {
-        Dir => 'd',
-        Symlink => 'l',
-        Fifo => 'p',
-        CharDevice => 'c',
-        BlockDevice => 'b',
-        Socket => 's',
-        File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice => 'c',
+        NodeKind::BlockDevice => 'b',
+        NodeKind::Socket => 's',
+        NodeKind::File => '-',
     };
     let mut s = String::from(t);
     for shift in [6u32, 3, 0] {
@@ -180,8 +63,8 @@ pub fn mode_string(n: &Node) -> String {
     s
 }
 
-/// A spinner/bar on stderr when it is a terminal and output is for humans.
-pub fn progress_bar(enabled: bool, total: Option<u64>) -> ProgressBar {
+/// A bar on stderr when it is a terminal and output is for humans.
+fn progress_bar(enabled: bool, total: Option<u64>) -> ProgressBar {
     if !enabled || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     }
@@ -209,4 +92,90 @@ pub fn progress_bar(enabled: bool, total: Option<u64>) -> ProgressBar {
     };
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
+}
+
+/// Which command a [`Display`] reports for (their status lines differ).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// `backup`: files and bytes read, errors.
+    Backup,
+    /// `restore`: files and bytes written.
+    Restore,
+}
+
+/// Progress shown to a person (a bar on a terminal) or to a program (a JSON
+/// status line every second with `--json`), or nothing with `--quiet`.
+pub struct Display {
+    activity: Activity,
+    bar: ProgressBar,
+    json: bool,
+    last_json: Mutex<Option<Instant>>,
+}
+
+impl Display {
+    /// A display for `activity`, as the global flags ask.
+    pub fn new(activity: Activity, json: bool, quiet: bool) -> Display {
+        Display {
+            activity,
+            bar: progress_bar(!json && !quiet, Some(0)),
+            json: json && !quiet,
+            last_json: Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn json_status(&self, s: &Status) -> serde_json::Value {
+        match self.activity {
+            Activity::Backup => json!({
+                "message_type": "status",
+                "seconds_elapsed": s.elapsed.as_secs(),
+                "percent_done": s.fraction_done(),
+                "total_files": s.total_files,
+                "files_done": s.files_done,
+                "total_bytes": s.total_bytes,
+                "bytes_done": s.bytes_done,
+                "error_count": s.errors,
+            }),
+            Activity::Restore => json!({
+                "message_type": "status",
+                "seconds_elapsed": s.elapsed.as_secs(),
+                "percent_done": s.fraction_done(),
+                "files_restored": s.files_done,
+                "total_bytes": s.total_bytes,
+                "bytes_restored": s.bytes_done,
+            }),
+        }
+    }
+}
+
+impl Progress for Display {
+    fn wants_totals(&self) -> bool {
+        !self.bar.is_hidden() || self.json
+    }
+
+    fn update(&self, s: &Status) {
+        self.bar.set_length(s.total_bytes.max(s.bytes_done));
+        self.bar.set_position(s.bytes_done);
+        self.bar.set_message(match self.activity {
+            Activity::Backup => format!(
+                "{}/{} files{}, {} errors",
+                s.files_done,
+                s.total_files,
+                if s.totals_known { "" } else { " (scanning)" },
+                s.errors
+            ),
+            Activity::Restore => format!("{} files", s.files_done),
+        });
+        if self.json {
+            let mut last = self.last_json.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+                *last = Some(Instant::now());
+                let _ = print_json(&self.json_status(s));
+            }
+        }
+    }
 }

@@ -1,0 +1,124 @@
+//! Database files stored as deltas against an earlier version of themselves.
+//!
+//! SQLite rewrites pages in place: in an hourly workload about 15% of the
+//! pages change, scattered over the file, and a changed page usually differs
+//! from its previous version in a few rows. Stored alone, each changed page
+//! costs its full compressed size; compressed with its previous version as
+//! zstd dictionary it costs about a tenth of that (README, "Database
+//! backups").
+//!
+//! The scheme, kept deliberately shallow so that decoding and prune stay
+//! simple (format-spec/v1-databases.md, "Delta blobs"):
+//!
+//! * A database version stored with ordinary blobs only can serve as a
+//!   *base*. The first backup of a database is such a version.
+//! * A later backup of the same path stores the page at position i, when it
+//!   differs from the base's page at position i and is not stored yet, as a
+//!   delta against that base page (if the delta is smaller than the page
+//!   compressed alone), and records the base in the file's node. Prune keeps
+//!   everything a node's base references; a delta never has a delta as base.
+//! * When most of the pages of the previous version differ from its base,
+//!   the next backup stores ordinary blobs again and becomes the new base, so
+//!   an old base is not kept alive for a file that no longer resembles it.
+
+use crate::error::Result;
+use crate::format::id::Id;
+use crate::format::tree::{BaseContent, NodeKind};
+use crate::repository::{BackupIndex, Repository};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A new base is started when more than this share (numerator,
+/// denominator) of the previous version's blobs differ from its base's
+/// blobs at the same positions.
+pub const REBASE_WHEN_DIFFERENT: (usize, usize) = (4, 5);
+
+/// How a database file is stored against a base version.
+#[derive(Debug)]
+pub struct DeltaPlan {
+    /// The base, as recorded in the node.
+    pub base: BaseContent,
+    /// The base's data blob ids, by position.
+    pub base_ids: Vec<Id>,
+    /// Delta blobs the new version references (stored now or before).
+    pub deltas_used: AtomicU64,
+}
+
+impl DeltaPlan {
+    /// The base blob at chunk position `pos`, if the base is that long.
+    pub fn base_at(&self, pos: usize) -> Option<&Id> {
+        self.base_ids.get(pos)
+    }
+
+    /// Counts one delta blob referenced by the new version.
+    pub fn note_delta(&self) {
+        self.deltas_used.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The base to record in the new node: only if some blob is a delta
+    /// (otherwise the new version is itself a fine base for the next one).
+    pub fn recorded_base(&self) -> Option<BaseContent> {
+        (self.deltas_used.load(Ordering::Relaxed) > 0).then(|| self.base.clone())
+    }
+}
+
+/// Chooses the base for a new version of the database stored at `path`,
+/// from that path's node in the parent snapshot (root tree `parent_root`).
+/// `None` means "store ordinary blobs": no usable previous version, a
+/// previous version that no longer resembles its base, or a base that cannot
+/// be read (a damaged repository costs space, never correctness). Loads the
+/// base blobs' locations into the repository's index (a backup's index holds
+/// only tree locations).
+pub fn plan(
+    repo: &mut Repository<BackupIndex>,
+    parent_root: Option<&Id>,
+    path: &std::path::Path,
+) -> Result<Option<DeltaPlan>> {
+    let Some(root) = parent_root else {
+        return Ok(None);
+    };
+    let Ok(prev) = crate::repository::browse::lookup(repo, root, path) else {
+        return Ok(None);
+    };
+    if prev.kind != NodeKind::File || prev.content.is_empty() {
+        return Ok(None);
+    }
+    let Ok(prev_ids) = repo.data_ids(&prev) else {
+        return Ok(None);
+    };
+    let (base, base_ids) = match &prev.delta_base {
+        // The previous version is ordinary blobs only: it becomes the base.
+        None => (
+            BaseContent {
+                depth: prev.content_depth,
+                content: prev.content.clone(),
+            },
+            prev_ids,
+        ),
+        Some(b) => {
+            let Ok(base_ids) = repo.expand_content(&b.content, b.depth, &mut |_| {}) else {
+                return Ok(None);
+            };
+            let differing = prev_ids
+                .iter()
+                .enumerate()
+                .filter(|(i, id)| base_ids.get(*i) != Some(id))
+                .count();
+            let (num, den) = REBASE_WHEN_DIFFERENT;
+            if differing * den > prev_ids.len() * num {
+                return Ok(None);
+            }
+            (b.clone(), base_ids)
+        }
+    };
+    let wanted: HashSet<Id> = base_ids.iter().copied().collect();
+    let found = repo.load_data_locations(&wanted)?;
+    if found < wanted.len() {
+        return Ok(None);
+    }
+    Ok(Some(DeltaPlan {
+        base,
+        base_ids,
+        deltas_used: AtomicU64::new(0),
+    }))
+}

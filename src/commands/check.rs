@@ -1,0 +1,772 @@
+//! Check: prove the repository is consistent, and optionally that every
+//! stored byte still decrypts to what its id says.
+//!
+//! The steps: read the index files one by one (one bad file does not hide
+//! the others); check every pack the index lists (its header against the
+//! index, or with `--read-data` every byte: all packs, a random fraction,
+//! or part n of m, so a big repository can be verified over several days);
+//! read every snapshot and walk its trees, checking that every blob a file
+//! needs is indexed and intact. Every problem is reported with the
+//! snapshots and files it affects ([`Problem`]). Unreferenced data is
+//! reported as information, never as an error: it is what an interrupted
+//! backup leaves, and prune reclaims it.
+
+use crate::backend::{FileKind, Handle};
+use crate::error::{Error, Result};
+use crate::format::blob::{self, BlobType};
+use crate::format::id::Id;
+use crate::format::index::IndexPack;
+use crate::format::pack::{self, PackEntry};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repository::index::{Index, OnDamage, live_packs};
+use crate::repository::{FullIndex, Repository, SnapshotFilter, check_file_name};
+use serde::{Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Which packs `--read-data` reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    /// Every pack.
+    All,
+    /// Each pack with this probability (0..=1), chosen at random.
+    Fraction(f64),
+    /// Part `n` (1-based) of `m`, chosen by pack id, so that parts 1..=m
+    /// together cover every pack exactly once.
+    Part(u32, u32),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Subset, String> {
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad percentage {s:?}"))?;
+            if !(0.0..=100.0).contains(&v) || v.is_nan() {
+                return Err(format!("percentage {s:?} out of range 0..100"));
+            }
+            return Ok(Subset::Fraction(v / 100.0));
+        }
+        if let Some((n, m)) = s.split_once('/') {
+            let n: u32 = n.trim().parse().map_err(|_| format!("bad subset {s:?}"))?;
+            let m: u32 = m.trim().parse().map_err(|_| format!("bad subset {s:?}"))?;
+            if m == 0 || n == 0 || n > m {
+                return Err(format!("subset {s:?}: need 1 <= n <= m"));
+            }
+            return Ok(Subset::Part(n, m));
+        }
+        Err(format!(
+            "bad subset {s:?}: use n/m (e.g. 2/7) or a percentage (e.g. 10%)"
+        ))
+    }
+}
+
+impl Subset {
+    fn selects(&self, id: &Id) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Fraction(f) => {
+                let r: [u8; 8] = crate::format::crypto::random_array().unwrap_or([0; 8]);
+                (u64::from_le_bytes(r) as f64 / u64::MAX as f64) < f
+            }
+            Subset::Part(n, m) => {
+                let v = u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+                v % m == n - 1
+            }
+        }
+    }
+}
+
+/// What to check.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Read pack contents too.
+    pub read_data: Option<Subset>,
+    /// Fail if a host/path group's newest snapshot is older than this.
+    pub max_age: Option<MaxAge>,
+    /// Which snapshots `max_age` looks at.
+    pub filter: SnapshotFilter,
+}
+
+/// A freshness limit, with the text the user gave (for messages).
+#[derive(Clone, Debug)]
+pub struct MaxAge {
+    /// The limit.
+    pub limit: std::time::Duration,
+    /// How it was written (`26h`).
+    pub text: String,
+}
+
+impl std::str::FromStr for MaxAge {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<MaxAge> {
+        Ok(MaxAge {
+            limit: crate::timespec::parse_duration(s)?,
+            text: s.to_string(),
+        })
+    }
+}
+
+/// One problem `check` found. Its text (and its JSON form, a string) names
+/// the file, snapshot or path concerned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// An index file that cannot be read or decoded.
+    IndexFile(String),
+    /// A pack the index lists that is missing or damaged.
+    Pack {
+        /// The pack file.
+        file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A snapshot file that cannot be read or decoded.
+    SnapshotFile(String),
+    /// Something a snapshot needs that is missing or damaged.
+    InSnapshot {
+        /// Short snapshot id.
+        snapshot: String,
+        /// The path in the snapshot.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A snapshot with damaged files, when no other problem names it.
+    DamagedSnapshot {
+        /// Short snapshot id.
+        snapshot: String,
+        /// How many of its entries are damaged.
+        count: usize,
+        /// The first of them.
+        first: String,
+    },
+    /// A host/path group whose newest snapshot is too old (`--max-age`).
+    Stale(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::IndexFile(e) | Problem::SnapshotFile(e) => f.write_str(e),
+            Problem::Pack { file, problem } => write!(f, "{file}: {problem}"),
+            Problem::InSnapshot {
+                snapshot,
+                path,
+                problem,
+            } => write!(f, "snapshot {snapshot}: {}: {problem}", path.display()),
+            Problem::DamagedSnapshot {
+                snapshot,
+                count,
+                first,
+            } => write!(f, "snapshot {snapshot}: {count} damaged: {first}"),
+            Problem::Stale(s) => write!(f, "stale backup: {s}"),
+        }
+    }
+}
+
+impl Serialize for Problem {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Findings.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Problems; non-empty means the check failed.
+    pub errors: Vec<Problem>,
+    /// Things worth knowing that are not damage (unreferenced packs or blobs).
+    pub info: Vec<String>,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the index.
+    pub packs: usize,
+    /// Packs whose content was read.
+    pub packs_read: usize,
+    /// Blobs decrypted and hashed while reading data.
+    pub blobs_read: u64,
+    /// Trees walked.
+    pub trees: usize,
+    /// Blobs no snapshot references.
+    pub unused_blobs: u64,
+    /// Snapshots affected by a problem.
+    pub damaged_snapshots: Vec<String>,
+    /// Groups whose newest snapshot is older than `max_age`.
+    pub stale_groups: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether no problem was found.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// What the pack and snapshot steps learn about blobs.
+#[derive(Default)]
+struct Findings {
+    /// Blobs known to be unreadable, with why.
+    bad_blobs: HashMap<Id, String>,
+    /// Delta blobs whose base could not be read: damage only if a snapshot
+    /// uses them (prune may keep an unused delta in a pack while deleting
+    /// its base).
+    base_missing: HashMap<Id, String>,
+    /// Delta blobs read (with `--read-data`) and the base each names.
+    delta_bases: HashMap<Id, Id>,
+    /// Packs on disk that no index lists.
+    unindexed_packs: usize,
+    /// Blobs some snapshot references.
+    used: HashSet<Id>,
+    /// Trees that could not be read, with why.
+    tree_problems: HashMap<Id, String>,
+    /// Damaged entries per snapshot (short id).
+    damaged: BTreeMap<String, Vec<String>>,
+    /// Set when a tree could not be read: what lies below it is unknown.
+    walk_incomplete: bool,
+}
+
+/// Runs the check under a shared lock.
+pub fn check<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<CheckReport> {
+    let _lock = repo.lock_shared()?;
+    check_unlocked(repo, opts)
+}
+
+/// Runs the check; the caller holds a lock (or knows no writer runs).
+pub fn check_unlocked<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut rep = CheckReport::default();
+    let mut found = Findings::default();
+    let (repo, packs) = load_index(repo, &mut rep)?;
+    check_packs(&repo, &packs, opts, &mut rep, &mut found)?;
+    let snapshots = load_snapshots(&repo, &mut rep)?;
+    for (sid, s) in &snapshots {
+        walk_snapshot(&repo, sid, s, &mut rep, &mut found);
+    }
+    report_damage(&mut rep, &found);
+    report_unused(&repo, &mut rep, &found);
+    if let Some(max_age) = &opts.max_age {
+        rep.stale_groups = stale_groups(&snapshots, max_age, &opts.filter);
+        rep.errors
+            .extend(rep.stale_groups.iter().cloned().map(Problem::Stale));
+    }
+    Ok(rep)
+}
+
+/// Describes every host/path group (of the snapshots passing `filter`)
+/// whose newest snapshot is older than `max_age`.
+pub fn stale_groups(
+    snapshots: &[(Id, Snapshot)],
+    max_age: &MaxAge,
+    filter: &SnapshotFilter,
+) -> Vec<String> {
+    let mut sorted = snapshots.to_vec();
+    crate::repository::snapshots::sort_by_time(&mut sorted);
+    let groups = crate::commands::forget::plan(
+        sorted,
+        filter,
+        &crate::commands::retention::Policy {
+            last: -1,
+            ..Default::default()
+        },
+        crate::commands::forget::GroupBy::default(),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let mut stale = Vec::new();
+    if groups.is_empty() {
+        stale.push("no snapshots match".to_string());
+    }
+    for gr in &groups {
+        if let Some(newest) = gr.keep.first() {
+            let age_s = now.saturating_sub(newest.snapshot.time);
+            if age_s > max_age.limit.as_secs() as i64 {
+                stale.push(format!(
+                    "host {} paths [{}]: newest snapshot {} is from {} ({}h old, limit {})",
+                    gr.key.hostname.clone().unwrap_or_default(),
+                    gr.key.paths.clone().unwrap_or_default().join(", "),
+                    newest.id.short(),
+                    crate::commands::views::local_time(&newest.snapshot),
+                    age_s / 3600,
+                    max_age.text
+                ));
+            }
+        }
+    }
+    stale
+}
+
+/// Reads every live index file it can; returns the repository with that
+/// index and the packs it lists (one description per pack).
+fn load_index<S>(
+    repo: &Repository<S>,
+    rep: &mut CheckReport,
+) -> Result<(Repository<FullIndex>, BTreeMap<Id, IndexPack>)> {
+    let live = live_packs(repo.core_ref(), OnDamage::Collect)?;
+    rep.errors.extend(
+        live.problems
+            .iter()
+            .map(|e| Problem::IndexFile(e.to_string())),
+    );
+    let packs: BTreeMap<Id, IndexPack> = live.value.into_iter().map(|p| (p.id, p)).collect();
+    let mut index = Index::new();
+    for p in packs.values() {
+        index.add_pack(p.id, &p.blobs);
+    }
+    rep.packs = packs.len();
+    Ok((repo.with_index(index), packs))
+}
+
+/// Packs: present, header agrees with the index, optionally content.
+fn check_packs(
+    repo: &Repository<FullIndex>,
+    packs: &BTreeMap<Id, IndexPack>,
+    opts: &CheckOptions,
+    rep: &mut CheckReport,
+    found: &mut Findings,
+) -> Result<()> {
+    let on_disk: HashSet<Id> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
+    let mut unindexed: Vec<&Id> = on_disk
+        .iter()
+        .filter(|id| !packs.contains_key(id))
+        .collect();
+    unindexed.sort();
+    for id in unindexed {
+        found.unindexed_packs += 1;
+        rep.info.push(format!(
+            "{}: not in any index (left by an interrupted backup; `cairn prune` removes it)",
+            pack_file(id)
+        ));
+    }
+    for (pid, p) in packs {
+        let what = pack_file(pid);
+        if !on_disk.contains(pid) {
+            rep.errors.push(Problem::Pack {
+                file: what,
+                problem: format!("pack is missing ({} blobs lost)", p.blobs.len()),
+            });
+            for e in &p.blobs {
+                found
+                    .bad_blobs
+                    .insert(e.id, format!("pack {} is missing", pid.short()));
+            }
+            continue;
+        }
+        let read_all = opts.read_data.is_some_and(|s| s.selects(pid));
+        let result = if read_all {
+            rep.packs_read += 1;
+            check_pack_data(repo, pid, p, found, &mut rep.blobs_read)
+        } else {
+            check_pack_header(repo, pid, &p.blobs)
+        };
+        if let Err(problem) = result {
+            rep.errors.push(Problem::Pack {
+                file: what,
+                problem,
+            });
+            if !read_all {
+                for e in &p.blobs {
+                    found
+                        .bad_blobs
+                        .entry(e.id)
+                        .or_insert_with(|| format!("pack {} is damaged", pid.short()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every snapshot file that can be read; the others are problems.
+fn load_snapshots(
+    repo: &Repository<FullIndex>,
+    rep: &mut CheckReport,
+) -> Result<Vec<(Id, Snapshot)>> {
+    let mut snapshots = Vec::new();
+    for id in repo.snapshot_ids()? {
+        match repo.load_snapshot(&id) {
+            Ok(s) => snapshots.push((id, s)),
+            Err(e) => rep.errors.push(Problem::SnapshotFile(e.to_string())),
+        }
+    }
+    rep.snapshots = snapshots.len();
+    Ok(snapshots)
+}
+
+/// A directory listing still to be checked.
+enum Listing {
+    /// A tree blob.
+    Blob(Id),
+    /// An inline listing, with whether its enclosing blob was seen first here.
+    Inline(Box<Tree>, bool),
+}
+
+/// Walks one snapshot's trees: every tree readable, every file's blobs
+/// indexed and not known to be damaged.
+fn walk_snapshot(
+    repo: &Repository<FullIndex>,
+    sid: &Id,
+    s: &Snapshot,
+    rep: &mut CheckReport,
+    found: &mut Findings,
+) {
+    // Work items: a tree blob to read, or an inline listing that is part
+    // of an already read blob (and shares its first-visit flag).
+    let mut stack = vec![(Listing::Blob(s.tree), PathBuf::from("/"))];
+    let mut visited_here: HashSet<Id> = HashSet::new();
+    while let Some((listing, path)) = stack.pop() {
+        let (tree, first_visit) = match listing {
+            Listing::Inline(tree, first_visit) => (*tree, first_visit),
+            Listing::Blob(tid) => {
+                if !visited_here.insert(tid) {
+                    continue;
+                }
+                match read_tree(repo, sid, tid, &path, rep, found) {
+                    Some(t) => t,
+                    None => continue,
+                }
+            }
+        };
+        for n in &tree.nodes {
+            let child = path.join(std::ffi::OsStr::new(&n.display_name()));
+            match n.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = n.subtree {
+                        stack.push((Listing::Blob(sub), child));
+                    } else if let Some(inline) = &n.inline {
+                        stack.push((Listing::Inline(inline.clone(), first_visit), child));
+                    }
+                }
+                NodeKind::File => check_file(repo, sid, n, &child, first_visit, rep, found),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads a tree blob of snapshot `sid` at `path`, noting problems; returns
+/// it with whether this is its first visit in this check.
+fn read_tree(
+    repo: &Repository<FullIndex>,
+    sid: &Id,
+    tid: Id,
+    path: &Path,
+    rep: &mut CheckReport,
+    found: &mut Findings,
+) -> Option<(Tree, bool)> {
+    let first_visit = found.used.insert(tid);
+    if let Some(p) = found.tree_problems.get(&tid) {
+        let p = format!("{}: {p}", path.display());
+        found.damaged.entry(sid.short()).or_default().push(p);
+        return None;
+    }
+    if let Some(p) = found.bad_blobs.get(&tid) {
+        found.walk_incomplete = true;
+        let p = format!("{} (directory): {p}", path.display());
+        found.damaged.entry(sid.short()).or_default().push(p);
+        return None;
+    }
+    match repo.load_tree(&tid) {
+        Ok(t) => {
+            if first_visit {
+                rep.trees += 1;
+            }
+            Some((t, first_visit))
+        }
+        Err(e) => {
+            let msg = format!("tree {} unreadable: {e}", tid.short());
+            rep.errors.push(Problem::InSnapshot {
+                snapshot: sid.short(),
+                path: path.to_path_buf(),
+                problem: msg.clone(),
+            });
+            found.tree_problems.insert(tid, msg.clone());
+            found.walk_incomplete = true;
+            let p = format!("{}: {msg}", path.display());
+            found.damaged.entry(sid.short()).or_default().push(p);
+            None
+        }
+    }
+}
+
+/// Checks one file node: its content lists, its delta base, and that every
+/// blob it needs is indexed and not known to be damaged.
+fn check_file(
+    repo: &Repository<FullIndex>,
+    sid: &Id,
+    n: &Node,
+    child: &Path,
+    first_visit: bool,
+    rep: &mut CheckReport,
+    found: &mut Findings,
+) {
+    let used = &mut found.used;
+    // Content-list blobs (indirect content) are used too.
+    let (mut content, mut list_problem) =
+        repo.expand_content_lenient(&n.content, n.content_depth, &mut |id| {
+            used.insert(*id);
+        });
+    // A delta file's base version is part of the file.
+    let base = n.delta_base.as_ref().map(|b| {
+        repo.expand_content_lenient(&b.content, b.depth, &mut |id| {
+            used.insert(*id);
+        })
+    });
+    // Each delta read must name the base's blob at its position, or prune
+    // could delete what it needs.
+    if list_problem.is_none() && !found.delta_bases.is_empty() {
+        let base_ids = base.as_ref().map(|(ids, _)| ids.as_slice());
+        list_problem = misplaced_delta(&content, base_ids, &found.delta_bases);
+    }
+    if let Some((base_ids, p)) = base {
+        content.extend(base_ids);
+        list_problem = list_problem.or_else(|| p.map(|p| format!("delta base: {p}")));
+    }
+    let note = |p: String, rep: &mut CheckReport, found: &mut Findings| {
+        if first_visit {
+            rep.errors.push(Problem::InSnapshot {
+                snapshot: sid.short(),
+                path: child.to_path_buf(),
+                problem: p.clone(),
+            });
+        }
+        let p = format!("{}: {p}", child.display());
+        found.damaged.entry(sid.short()).or_default().push(p);
+    };
+    if let Some(p) = list_problem {
+        note(p, rep, found);
+    }
+    // Every blob of the file is referenced, also those after a damaged one
+    // (the loop stops at the first).
+    found.used.extend(content.iter().copied());
+    for b in &content {
+        let problem = if let Some(p) = found.bad_blobs.get(b).or_else(|| found.base_missing.get(b))
+        {
+            Some(p.clone())
+        } else if repo.locate(b).is_none() {
+            Some(format!("data blob {} is not in the index", b.short()))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            note(p, rep, found);
+            break;
+        }
+    }
+}
+
+/// Summarises damaged snapshots; names each that no other problem names.
+fn report_damage(rep: &mut CheckReport, found: &Findings) {
+    rep.damaged_snapshots = found
+        .damaged
+        .iter()
+        .map(|(s, files)| {
+            format!(
+                "snapshot {s}: {} damaged: {}",
+                files.len(),
+                files.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            )
+        })
+        .collect();
+    for (sid, files) in &found.damaged {
+        let named = rep.errors.iter().any(|e| match e {
+            Problem::InSnapshot { snapshot, .. } | Problem::DamagedSnapshot { snapshot, .. } => {
+                snapshot == sid
+            }
+            _ => false,
+        });
+        if !named {
+            rep.errors.push(Problem::DamagedSnapshot {
+                snapshot: sid.clone(),
+                count: files.len(),
+                first: files[0].clone(),
+            });
+        }
+    }
+}
+
+/// Reports blobs no snapshot references (information, not damage).
+fn report_unused(repo: &Repository<FullIndex>, rep: &mut CheckReport, found: &Findings) {
+    let unused: Vec<_> = repo
+        .index()
+        .iter()
+        .filter(|(id, _, _)| !found.used.contains(id))
+        .collect();
+    rep.unused_blobs = unused.len() as u64;
+    if found.walk_incomplete && found.unindexed_packs > 0 {
+        rep.info.push(format!(
+            "{} packs are in no index while trees are missing from it: the index may be lost or damaged; `cairn repair index` rebuilds it from the packs",
+            found.unindexed_packs
+        ));
+    }
+    if !unused.is_empty() {
+        let bytes: u64 = unused.iter().map(|(_, _, l)| l.length as u64).sum();
+        rep.info.push(if found.walk_incomplete {
+            // Blobs below an unreadable tree look unreferenced but may not
+            // be; prune refuses to run until the trees are repaired.
+            format!(
+                "{} blobs ({bytes} bytes) are not referenced by any readable tree (some may be referenced by the unreadable trees above)",
+                unused.len()
+            )
+        } else {
+            format!(
+                "{} blobs ({bytes} bytes) are not referenced by any snapshot (`cairn prune` removes them)",
+                unused.len()
+            )
+        });
+    }
+}
+
+fn pack_file(id: &Id) -> String {
+    Handle::new(FileKind::Pack, *id).rel_path()
+}
+
+/// Reads a pack's trailer and header and compares them with the index.
+fn check_pack_header(
+    repo: &Repository<FullIndex>,
+    id: &Id,
+    expected: &[PackEntry],
+) -> std::result::Result<(), String> {
+    let entries = repo.read_pack_header(id).map_err(|e| problem(&e))?;
+    compare_entries(&entries, expected)
+}
+
+fn compare_entries(
+    actual: &[PackEntry],
+    expected: &[PackEntry],
+) -> std::result::Result<(), String> {
+    if actual != expected {
+        let a: HashSet<_> = actual.iter().collect();
+        let diff = expected.iter().find(|e| !a.contains(e));
+        return Err(match diff {
+            Some(e) => format!(
+                "index entry for {} blob {} (offset {}, length {}) does not match the pack header",
+                e.kind.name(),
+                e.id.short(),
+                e.offset,
+                e.length
+            ),
+            None => "pack header lists blobs the index does not".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a whole pack: name hash, header, every blob decrypted and re-hashed.
+fn check_pack_data(
+    repo: &Repository<FullIndex>,
+    id: &Id,
+    p: &IndexPack,
+    found: &mut Findings,
+    blobs_read: &mut u64,
+) -> std::result::Result<(), String> {
+    let what = pack_file(id);
+    let bytes = repo.read_pack(id).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    if check_file_name(id, &bytes, &what).is_err() {
+        problems.push("content does not match its name (damaged)".to_string());
+    }
+    match pack::parse(repo.key(), &bytes, &what) {
+        Ok(entries) => {
+            if let Err(m) = compare_entries(&entries, &p.blobs) {
+                problems.push(m);
+            }
+        }
+        Err(e) => problems.push(problem(&e)),
+    }
+    for e in &p.blobs {
+        let end = e.offset as usize + e.length as usize;
+        let ok = match bytes.get(e.offset as usize..end) {
+            Some(enc) => {
+                *blobs_read += 1;
+                let lost_base = std::cell::Cell::new(None);
+                let named_base = std::cell::Cell::new(None);
+                let lookup = |b: &Id| {
+                    named_base.set(Some(*b));
+                    repo.read_base(b).inspect_err(|err| {
+                        lost_base.set(Some(format!(
+                            "data blob {} in pack {}: its delta base {} is unreadable ({})",
+                            e.id.short(),
+                            id.short(),
+                            b.short(),
+                            problem(err)
+                        )))
+                    })
+                };
+                let decoded = blob::decode(repo.key(), e.kind, &e.id, enc, &what, &lookup);
+                if let Some(b) = named_base.get() {
+                    found.delta_bases.insert(e.id, b);
+                }
+                match decoded {
+                    Ok(plain) => plain.len() == e.raw_length as usize,
+                    Err(_) => match lost_base.take() {
+                        // Not this pack's fault; reported if the blob is used.
+                        Some(msg) => {
+                            found.base_missing.insert(e.id, msg);
+                            true
+                        }
+                        None => false,
+                    },
+                }
+            }
+            None => false,
+        };
+        if !ok {
+            let kind = if e.kind == BlobType::Tree {
+                "tree"
+            } else {
+                "data"
+            };
+            problems.push(format!("{kind} blob {} is damaged", e.id.short()));
+            found.bad_blobs.insert(
+                e.id,
+                format!(
+                    "{kind} blob {} in pack {} is damaged",
+                    e.id.short(),
+                    id.short()
+                ),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Whether a file's `content` lists a delta blob (among those read) whose
+/// base is not the blob at the same position of the file's base version
+/// (`base_ids`, `None` if the file has none): describes the first.
+fn misplaced_delta(
+    content: &[Id],
+    base_ids: Option<&[Id]>,
+    delta_bases: &HashMap<Id, Id>,
+) -> Option<String> {
+    for (pos, id) in content.iter().enumerate() {
+        let Some(named) = delta_bases.get(id) else {
+            continue;
+        };
+        let Some(base_ids) = base_ids else {
+            return Some(format!(
+                "delta blob {} is listed by a file without a delta base",
+                id.short()
+            ));
+        };
+        if base_ids.get(pos) != Some(named) {
+            return Some(format!(
+                "delta blob {} at position {pos} names base {}, not the file's base blob there",
+                id.short(),
+                named.short()
+            ));
+        }
+    }
+    None
+}
+
+fn problem(e: &Error) -> String {
+    match e {
+        Error::Corrupt { problem, .. } => problem.clone(),
+        other => other.to_string(),
+    }
+}

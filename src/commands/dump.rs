@@ -1,0 +1,44 @@
+//! `dump`: one file of a snapshot, streamed to a writer.
+
+use crate::commands::select::SnapshotSelector;
+use crate::error::{Error, Result};
+use crate::format::tree::NodeKind;
+use crate::repository::Repository;
+use std::io::Write;
+use std::path::Path;
+
+/// Largest run of blobs read with one request.
+const RUN_MAX_BYTES: u64 = 1 << 20;
+
+/// Writes the content of the file at `path` in the selected snapshot to
+/// `out`, under a shared lock; returns the bytes written. A write error
+/// (a closed pipe among them) is returned as [`Error::Io`] naming the output.
+pub fn dump<S>(
+    repo: &Repository<S>,
+    selector: &SnapshotSelector,
+    path: &Path,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let _lock = repo.lock_shared()?;
+    let repo = repo.with_full_index()?;
+    let (_, snap) = selector.resolve(&repo)?;
+    let node = crate::repository::browse::lookup(&repo, &snap.tree, path)?;
+    if node.kind != NodeKind::File {
+        return Err(Error::InvalidInput(format!(
+            "{}: is a {}, not a file",
+            path.display(),
+            node.kind.name()
+        )));
+    }
+    let mut written = 0u64;
+    let content = repo.data_ids(&node)?;
+    for run in repo.blob_runs(&content, RUN_MAX_BYTES)? {
+        for data in repo.read_run(&run)? {
+            out.write_all(&data)
+                .map_err(|e| Error::io("standard output", e))?;
+            written += data.len() as u64;
+        }
+    }
+    out.flush().map_err(|e| Error::io("standard output", e))?;
+    Ok(written)
+}

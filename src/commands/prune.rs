@@ -1,0 +1,390 @@
+//! Prune: delete what no snapshot references, repack what is mostly unused.
+//!
+//! It runs under an exclusive lock, so no backup adds data meanwhile. First
+//! a survey (which blobs the snapshots reach, which packs exist), then a
+//! plan (keep, repack or delete each pack), then the execution, in an order
+//! chosen so that a kill at any instant loses nothing a snapshot references
+//! and a rerun finishes the job:
+//!
+//! 1. write the new packs (blobs still used, copied out of packs that are
+//!    mostly garbage) and make them durable;
+//! 2. write one new index describing every pack that stays, which
+//!    *supersedes* every index file that existed before;
+//! 3. delete the superseded index files;
+//! 4. delete the packs no longer listed.
+//!
+//! Until step 2 is durable the old index is authoritative and all its packs
+//! exist; after it, the new index is, and it lists only packs that exist.
+//! Every copied blob is decrypted and re-hashed before it is trusted.
+
+use crate::backend::{FileKind, Handle};
+use crate::error::{Error, Result};
+use crate::format::blob::{self, BlobType};
+use crate::format::id::Id;
+use crate::format::index::IndexPack;
+use crate::repository::index::{OnDamage, live_packs};
+use crate::repository::packer::Packer;
+use crate::repository::reachable::{Reachable, reachable};
+use crate::repository::{FullIndex, Repository};
+use std::collections::{HashMap, HashSet};
+
+/// How aggressively to reclaim space.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this fraction of it is unused (0.0..=1.0).
+    pub max_unused: f64,
+    /// Also repack packs smaller than a quarter of the target pack size.
+    pub repack_small: bool,
+    /// Only report what would be done.
+    pub dry_run: bool,
+    /// Snapshots to count as already removed (a `forget --dry-run --prune`
+    /// reports what forgetting them would free).
+    pub assume_removed: Vec<Id>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            repack_small: false,
+            dry_run: false,
+            assume_removed: Vec::new(),
+        }
+    }
+}
+
+/// What prune found and did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PruneReport {
+    /// Snapshots whose data is kept.
+    pub snapshots: usize,
+    /// Packs before.
+    pub packs_before: usize,
+    /// Packs deleted because nothing in them is used.
+    pub packs_deleted: usize,
+    /// Packs rewritten because much of them is unused (or they are small).
+    pub packs_repacked: usize,
+    /// Pack files not in any index (left by interrupted backups), deleted.
+    pub packs_unindexed: usize,
+    /// New packs written by repacking.
+    pub packs_written: usize,
+    /// Blobs referenced by no snapshot (incl. duplicate copies).
+    pub blobs_unused: u64,
+    /// Their stored size.
+    pub bytes_unused: u64,
+    /// Unused bytes left in kept packs (below the repack threshold).
+    pub bytes_unused_kept: u64,
+    /// Bytes of pack files before.
+    pub size_before: u64,
+    /// Bytes of pack files after (estimated for a dry run).
+    pub size_after: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Temporary files of interrupted writers removed.
+    pub temp_files_removed: usize,
+}
+
+impl PruneReport {
+    /// Space returned.
+    pub fn bytes_freed(&self) -> u64 {
+        self.size_before.saturating_sub(self.size_after)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Keep,
+    Delete,
+    Repack,
+}
+
+/// What prune learns before deciding anything.
+struct Survey {
+    repo: Repository<FullIndex>,
+    /// Every index file there was when prune started.
+    index_files: Vec<Id>,
+    /// Packs the live index lists, once each.
+    packs: Vec<IndexPack>,
+    /// Pack files on disk that no index lists.
+    unindexed: Vec<Id>,
+    /// Size of every pack file on disk.
+    size_of: HashMap<Id, u64>,
+    /// Blobs the kept snapshots reach.
+    used: Reachable,
+    /// Snapshots whose data is kept.
+    snapshots: usize,
+}
+
+/// One pack's fate; `keep[i]` says whether its i-th blob is the surviving
+/// copy of a used blob.
+struct PackPlan {
+    pack: IndexPack,
+    action: Action,
+    keep: Vec<bool>,
+}
+
+/// Runs prune under an exclusive lock.
+pub fn prune<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
+    let _lock = repo.lock_exclusive()?;
+    prune_unlocked(repo, opts)
+}
+
+/// Runs prune; the caller holds an exclusive lock.
+pub fn prune_unlocked<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
+    let survey = survey(repo, opts)?;
+    let (plans, mut report) = plan(&survey, opts);
+    if !opts.dry_run {
+        // Under the exclusive lock no writer is alive; a minute's margin
+        // covers clocks and a writer that has only just been killed.
+        report.temp_files_removed = survey
+            .repo
+            .backend()
+            .remove_stale_temporaries(std::time::Duration::from_secs(60))?;
+    }
+    let nothing_to_do =
+        report.packs_deleted == 0 && report.packs_repacked == 0 && survey.unindexed.is_empty();
+    if opts.dry_run || nothing_to_do {
+        if nothing_to_do {
+            report.size_after = report.size_before;
+        }
+        return Ok(report);
+    }
+    execute(&survey, &plans, &mut report)?;
+    Ok(report)
+}
+
+/// Loads the index and the snapshots, finds what they reach and which
+/// packs exist; refuses to go on if the index misses anything they use.
+fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
+    let live = live_packs(repo.core_ref(), OnDamage::Fail)?;
+    let repo = repo.with_full_index()?;
+    let mut snapshots = repo.load_snapshots()?;
+    snapshots.retain(|(id, _)| !opts.assume_removed.contains(id));
+    let used = reachable(&repo, snapshots.iter().map(|(_, s)| s.tree))?;
+    for id in used.data.iter() {
+        if !repo.has_blob(id) {
+            return Err(Error::corrupt(
+                "repository",
+                format!(
+                    "data blob {} is referenced but not in the index; run `cairn check` and `cairn repair index` before pruning",
+                    id.short()
+                ),
+            ));
+        }
+    }
+    let size_of: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+    let listed: HashSet<Id> = live.value.iter().map(|p| p.id).collect();
+    let mut unindexed: Vec<Id> = size_of
+        .keys()
+        .filter(|id| !listed.contains(id))
+        .copied()
+        .collect();
+    unindexed.sort();
+    for p in &live.value {
+        if !size_of.contains_key(&p.id) {
+            return Err(Error::corrupt(
+                Handle::new(FileKind::Pack, p.id).rel_path(),
+                "pack listed in the index is missing; run `cairn check` before pruning",
+            ));
+        }
+    }
+    Ok(Survey {
+        repo,
+        index_files: live.all_files,
+        packs: live.value,
+        unindexed,
+        size_of,
+        used,
+        snapshots: snapshots.len(),
+    })
+}
+
+/// Decides each pack's fate and what that will free.
+fn plan(s: &Survey, opts: &PruneOptions) -> (Vec<PackPlan>, PruneReport) {
+    let size = |id: &Id| s.size_of.get(id).copied().unwrap_or(0);
+    let mut report = PruneReport {
+        snapshots: s.snapshots,
+        packs_before: s.size_of.len(),
+        packs_unindexed: s.unindexed.len(),
+        size_before: s.size_of.values().sum(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    // Decide which copy of each used blob survives: the first one seen.
+    let mut claimed: HashSet<Id> = HashSet::new();
+    let mut plans: Vec<PackPlan> = Vec::new();
+    let small = s.repo.config().pack_size as u64 / 4;
+    for p in &s.packs {
+        let mut keep = Vec::with_capacity(p.blobs.len());
+        let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
+        for e in &p.blobs {
+            let is_used = s.used.contains(&e.id) && claimed.insert(e.id);
+            keep.push(is_used);
+            if is_used {
+                used_bytes += e.length as u64;
+            } else {
+                unused_bytes += e.length as u64;
+                report.blobs_unused += 1;
+            }
+        }
+        report.bytes_unused += unused_bytes;
+        let total = (used_bytes + unused_bytes).max(1);
+        let action = if used_bytes == 0 {
+            Action::Delete
+        } else if unused_bytes as f64 / total as f64 > opts.max_unused
+            || (opts.repack_small && size(&p.id) < small)
+        {
+            Action::Repack
+        } else {
+            report.bytes_unused_kept += unused_bytes;
+            Action::Keep
+        };
+        plans.push(PackPlan {
+            pack: p.clone(),
+            action,
+            keep,
+        });
+    }
+    keep_lone_small_packs(&mut plans, opts, small, &size, &mut report);
+    let count = |a: Action| plans.iter().filter(|p| p.action == a).count();
+    report.packs_deleted = count(Action::Delete);
+    report.packs_repacked = count(Action::Repack);
+    let kept_size: u64 = plans
+        .iter()
+        .filter(|p| p.action == Action::Keep)
+        .map(|p| size(&p.pack.id))
+        .sum();
+    let repacked_used: u64 = plans
+        .iter()
+        .filter(|p| p.action == Action::Repack)
+        .flat_map(|p| {
+            p.pack
+                .blobs
+                .iter()
+                .zip(p.keep.iter())
+                .filter(|(_, k)| **k)
+                .map(|(e, _)| e.length as u64)
+        })
+        .sum();
+    report.size_after = kept_size + repacked_used;
+    (plans, report)
+}
+
+/// Repacking one lone small pack into a new small pack gains nothing.
+/// Data and tree blobs never share a pack, so this holds per blob type: one
+/// small data pack and one small tree pack would otherwise be rewritten
+/// into the same two small packs by every run.
+fn keep_lone_small_packs(
+    plans: &mut [PackPlan],
+    opts: &PruneOptions,
+    small: u64,
+    size: &dyn Fn(&Id) -> u64,
+    report: &mut PruneReport,
+) {
+    let kind_of = |p: &IndexPack| p.blobs.first().map(|e| e.kind);
+    for kind in [BlobType::Data, BlobType::Tree] {
+        let small_repacks = plans
+            .iter()
+            .filter(|p| {
+                p.action == Action::Repack
+                    && kind_of(&p.pack) == Some(kind)
+                    && size(&p.pack.id) < small
+            })
+            .count();
+        if !(opts.repack_small && small_repacks == 1) {
+            continue;
+        }
+        for p in plans.iter_mut() {
+            if kind_of(&p.pack) != Some(kind) {
+                continue;
+            }
+            let unused: u64 = p
+                .pack
+                .blobs
+                .iter()
+                .zip(p.keep.iter())
+                .filter(|(_, k)| !**k)
+                .map(|(e, _)| e.length as u64)
+                .sum();
+            let total: u64 = p
+                .pack
+                .blobs
+                .iter()
+                .map(|e| e.length as u64)
+                .sum::<u64>()
+                .max(1);
+            if p.action == Action::Repack
+                && size(&p.pack.id) < small
+                && unused as f64 / total as f64 <= opts.max_unused
+            {
+                p.action = Action::Keep;
+                report.bytes_unused_kept += unused;
+            }
+        }
+    }
+}
+
+/// Carries the plan out, in the crash-safe order of the module docs.
+fn execute(s: &Survey, plans: &[PackPlan], report: &mut PruneReport) -> Result<()> {
+    let repo = &s.repo;
+    // 1. Copy still-used blobs out of packs being repacked.
+    let new_packs = repack(repo, plans)?;
+    report.packs_written = new_packs.len();
+
+    // 2. One index for everything that stays, superseding all earlier ones
+    //    (including the files the repacking itself wrote).
+    let written_index: Vec<Id> = repo
+        .backend()
+        .list(FileKind::Index)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| !s.index_files.contains(id))
+        .collect();
+    let mut keep_packs: Vec<IndexPack> = plans
+        .iter()
+        .filter(|p| p.action == Action::Keep)
+        .map(|p| p.pack.clone())
+        .collect();
+    keep_packs.extend(new_packs);
+    let mut supersedes = s.index_files.clone();
+    supersedes.extend(written_index);
+    let new_ids = repo.save_index_replacing(keep_packs, supersedes.clone())?;
+
+    // 3. Old index files go.
+    for id in supersedes.iter().filter(|id| !new_ids.contains(id)) {
+        repo.remove_index_file(id)?;
+    }
+    // 4. Then the packs nothing lists any more.
+    for p in plans.iter().filter(|p| p.action != Action::Keep) {
+        repo.remove_pack(&p.pack.id)?;
+    }
+    for id in &s.unindexed {
+        repo.remove_pack(id)?;
+    }
+    report.size_after = repo.list_packs()?.iter().map(|(_, size)| size).sum();
+    Ok(())
+}
+
+/// Writes the used blobs of every pack being repacked into new packs; each
+/// is decrypted and re-hashed before it is trusted. Returns the new packs.
+fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<Vec<IndexPack>> {
+    let packer = Packer::new(repo);
+    for p in plans.iter().filter(|p| p.action == Action::Repack) {
+        let what = Handle::new(FileKind::Pack, p.pack.id).rel_path();
+        let bytes = repo.read_pack(&p.pack.id)?;
+        for (e, keep) in p.pack.blobs.iter().zip(&p.keep) {
+            if !keep {
+                continue;
+            }
+            let end = e.offset as usize + e.length as usize;
+            let encoded = bytes
+                .get(e.offset as usize..end)
+                .ok_or_else(|| Error::corrupt(&what, "pack is shorter than its index entry"))?;
+            blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
+                repo.read_base(b)
+            })?;
+            packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
+        }
+    }
+    packer.finish()
+}

@@ -1,0 +1,258 @@
+//! Snapshot manifests: the small sealed file that makes a backup exist.
+//!
+//! A snapshot is written last, after every pack and index it needs is
+//! durable, so a snapshot file that exists is a snapshot that restores.
+
+use crate::error::{Error, Result};
+use crate::format::crypto::MasterKey;
+use crate::format::envelope;
+use crate::format::id::Id;
+use chrono::{DateTime, FixedOffset, TimeZone};
+use serde::{Deserialize, Serialize};
+
+/// Magic of a snapshot file (format version 1).
+pub const MAGIC: &[u8; 8] = b"CAIRNSN1";
+
+/// Counts recorded at the end of a backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files in the parent whose content or metadata changed.
+    pub files_changed: u64,
+    /// Files unchanged since the parent.
+    pub files_unchanged: u64,
+    /// Directories in the snapshot.
+    pub dirs: u64,
+    /// Regular files in the snapshot.
+    pub total_files: u64,
+    /// Logical size of all regular files in the snapshot.
+    pub total_bytes: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// New data and tree blobs stored.
+    pub blobs_added: u64,
+    /// Plaintext bytes of the new blobs.
+    pub bytes_added: u64,
+    /// Bytes the new blobs occupy in packs (compressed and encrypted).
+    pub bytes_added_stored: u64,
+    /// Source entries that could not be read.
+    pub errors: u64,
+    /// Backup start, Unix nanoseconds.
+    pub started_ns: i64,
+    /// Backup end, Unix nanoseconds.
+    pub finished_ns: i64,
+}
+
+/// A snapshot manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Snapshot time, Unix seconds.
+    pub time: i64,
+    /// Nanoseconds part of the time.
+    pub time_nsec: u32,
+    /// UTC offset of the time zone the snapshot was taken in, seconds east.
+    pub utc_offset: i32,
+    /// Host name.
+    pub hostname: String,
+    /// User name.
+    pub username: String,
+    /// Numeric user id of the process that made it.
+    pub uid: u32,
+    /// Numeric group id.
+    pub gid: u32,
+    /// Absolute source paths as given (lossy UTF-8), sorted.
+    pub paths: Vec<String>,
+    /// Tags, sorted and unique.
+    pub tags: Vec<String>,
+    /// Root tree: a directory whose entries lead to each source path.
+    pub tree: Id,
+    /// The snapshot this one was compared against, if any.
+    pub parent: Option<Id>,
+    /// Counts.
+    pub summary: Summary,
+    /// First unreadable source entries with their errors (at most 100).
+    pub error_messages: Vec<String>,
+    /// cairn version that wrote it.
+    pub program_version: String,
+    /// Databases backed up with `--sqlite`, sorted by path. Not part of the
+    /// version 1 snapshot encoding: it travels in the snapshot's extension
+    /// block (format-spec/v1-databases.md).
+    #[serde(skip)]
+    pub databases: Vec<DatabaseRecord>,
+}
+
+/// Which SQLite check was run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckKind {
+    /// `PRAGMA integrity_check`.
+    Integrity,
+    /// `PRAGMA quick_check`.
+    Quick,
+}
+
+impl CheckKind {
+    /// The pragma's name.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            CheckKind::Integrity => "integrity_check",
+            CheckKind::Quick => "quick_check",
+        }
+    }
+}
+
+/// Row count of one table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// Table name.
+    pub name: String,
+    /// `SELECT count(*)` at backup time.
+    pub rows: u64,
+}
+
+/// What a snapshot records about one SQLite database it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseRecord {
+    /// Absolute path of the database (and of its file in the snapshot), lossy UTF-8.
+    pub path: String,
+    /// Size of the stored database file in bytes.
+    pub size: u64,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages in the stored file.
+    pub page_count: u64,
+    /// BLAKE3 of the schema (format-spec/v1-databases.md).
+    pub schema_hash: [u8; 32],
+    /// Rows per table (ordinary tables, sorted by name).
+    pub tables: Vec<TableRows>,
+    /// The check that was run on the stored copy.
+    pub check: CheckKind,
+    /// Whether it passed.
+    pub check_ok: bool,
+    /// First lines of the check's output when it failed (at most 20).
+    pub check_messages: Vec<String>,
+    /// Journal mode of the live database at backup time (`wal`, `delete`, ...).
+    pub journal_mode: String,
+}
+
+/// The snapshot extension block.
+#[derive(Serialize, Deserialize)]
+struct SnapshotExt {
+    databases: Vec<DatabaseRecord>,
+}
+
+impl Snapshot {
+    /// The time as a zoned value in the snapshot's own offset.
+    pub fn datetime(&self) -> DateTime<FixedOffset> {
+        let off = FixedOffset::east_opt(self.utc_offset)
+            .unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+        off.timestamp_opt(self.time, self.time_nsec)
+            .single()
+            .unwrap_or_else(|| off.timestamp_opt(0, 0).single().expect("epoch"))
+    }
+
+    /// Seals the snapshot for writing.
+    pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
+        envelope::seal_plain(key, MAGIC, &self.to_plaintext()?)
+    }
+
+    /// The plaintext: the version 1 fields, then the extension block if
+    /// the snapshot holds databases.
+    pub fn to_plaintext(&self) -> Result<Vec<u8>> {
+        let mut plain = envelope::to_postcard(self)?;
+        if !self.databases.is_empty() {
+            plain.extend_from_slice(&envelope::to_postcard(&SnapshotExt {
+                databases: self.databases.clone(),
+            })?);
+        }
+        Ok(plain)
+    }
+
+    /// Opens and validates a snapshot file. `what` names it.
+    pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Snapshot> {
+        let plain = envelope::open_plain(key, MAGIC, bytes, what)?;
+        Snapshot::from_plaintext(&plain, what)
+    }
+
+    /// Decodes and validates the plaintext of a snapshot file.
+    pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Snapshot> {
+        let (mut s, ext) = envelope::from_postcard_ext::<Snapshot, SnapshotExt>(plain, what)?;
+        if let Some(ext) = ext {
+            if ext.databases.is_empty() {
+                return Err(Error::corrupt(what, "empty extension block"));
+            }
+            s.databases = ext.databases;
+        }
+        if s.time_nsec >= 1_000_000_000 || FixedOffset::east_opt(s.utc_offset).is_none() {
+            return Err(Error::corrupt(what, "time out of range"));
+        }
+        if DateTime::from_timestamp(s.time, s.time_nsec).is_none() {
+            return Err(Error::corrupt(what, "time out of range"));
+        }
+        Ok(s)
+    }
+
+    /// Whether the snapshot has every tag in `tags`.
+    pub fn has_tags(&self, tags: &[String]) -> bool {
+        tags.iter().all(|t| self.tags.contains(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            time: 1,
+            time_nsec: 0,
+            utc_offset: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            paths: vec!["/db".into()],
+            tags: vec![],
+            tree: Id::default(),
+            parent: None,
+            summary: Summary::default(),
+            error_messages: vec![],
+            program_version: "cairn".into(),
+            databases: vec![],
+        }
+    }
+
+    #[test]
+    fn extension_block_only_with_databases() {
+        let mut s = snap();
+        let v1 = s.to_plaintext().unwrap();
+        assert_eq!(v1, envelope::to_postcard(&s).unwrap());
+        s.databases.push(DatabaseRecord {
+            path: "/db".into(),
+            size: 8192,
+            page_size: 4096,
+            page_count: 2,
+            schema_hash: [7; 32],
+            tables: vec![TableRows {
+                name: "t".into(),
+                rows: 3,
+            }],
+            check: CheckKind::Quick,
+            check_ok: true,
+            check_messages: vec![],
+            journal_mode: "wal".into(),
+        });
+        let plain = s.to_plaintext().unwrap();
+        assert_eq!(Snapshot::from_plaintext(&plain, "s").unwrap(), s);
+        // An empty block is not an encoding cairn writes.
+        let empty = [
+            v1,
+            envelope::to_postcard(&SnapshotExt { databases: vec![] }).unwrap(),
+        ]
+        .concat();
+        assert!(Snapshot::from_plaintext(&empty, "s").is_err());
+        for i in 0..plain.len() {
+            let _ = Snapshot::from_plaintext(&plain[..i], "s");
+        }
+    }
+}

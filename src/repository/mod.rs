@@ -1,0 +1,492 @@
+//! An opened repository: its keys, settings, index, blobs, snapshots and
+//! locks, on any [`Backend`].
+//!
+//! [`Repository`] is the one way the commands reach stored data. Its state
+//! is private; what it can do depends on which index it has loaded, and the
+//! type says which ([`NoIndex`], [`FullIndex`], [`BackupIndex`]), so "read
+//! a blob before loading the index" does not compile. Opening only reads:
+//! nothing here changes the repository except the explicit `init`, `save_*`,
+//! `remove_*` and key operations, so a wrong password or a damaged file
+//! leaves the repository as it was.
+//!
+//! Where things live: [`index`] (the one index loader and the in-memory
+//! index), [`blobs`] (reading and authenticating blobs, trees, content
+//! lists), [`packer`] (storing new blobs in packs), [`snapshots`],
+//! [`keys`], [`lock`], [`browse`] (paths inside a snapshot) and
+//! [`reachable`] (what snapshots reference).
+
+pub mod blobs;
+pub mod browse;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod packer;
+pub mod packs;
+pub mod reachable;
+pub mod snapshots;
+
+use crate::backend::{Backend, FileKind, Handle};
+use crate::error::{Error, Result};
+use crate::format::chunker::{Chunker, ChunkerParams, DatabaseChunking};
+use crate::format::config::Config;
+use crate::format::crypto::{KdfParams, MasterKey};
+use crate::format::id::Id;
+use crate::format::keyfile::KeyFile;
+use index::{BlobLocation, BlobSet, Index};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use blobs::{BlobRun, RunBlob};
+pub use lock::LockGuard;
+pub use snapshots::SnapshotFilter;
+
+/// Settings for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Chunk size limits.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target pack size.
+    pub pack_size: u32,
+    /// Argon2id parameters of the first key file.
+    pub kdf: KdfParams,
+    /// How database files are chunked.
+    pub database_chunking: DatabaseChunking,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::DEFAULT,
+            compression_level: 3,
+            pack_size: Config::DEFAULT_PACK_SIZE,
+            kdf: KdfParams::DEFAULT,
+            database_chunking: DatabaseChunking::DEFAULT,
+        }
+    }
+}
+
+/// How an opened repository behaves towards other processes.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// How long to wait for a conflicting lock to go away.
+    pub retry_lock: Duration,
+    /// Take no shared lock for reading (read-only media); never applies to
+    /// backups or to exclusive locks.
+    pub no_lock: bool,
+}
+
+/// A repository location, reached but not yet opened.
+pub struct Connection {
+    backend: Arc<dyn Backend>,
+}
+
+/// Reaches the repository at `location` (a local path).
+pub fn connect(location: &str) -> Result<Connection> {
+    if location.is_empty() {
+        return Err(Error::InvalidInput("empty repository location".into()));
+    }
+    Ok(Connection::new(Arc::new(
+        crate::backend::LocalBackend::new(location),
+    )))
+}
+
+impl Connection {
+    /// A connection to an already built backend.
+    pub fn new(backend: Arc<dyn Backend>) -> Connection {
+        Connection { backend }
+    }
+
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Whether a repository exists there (its config file does).
+    pub fn exists(&self) -> Result<bool> {
+        self.backend.exists(Handle::Config)
+    }
+
+    /// Creates a new repository with `password` as its first key.
+    pub fn init(self, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        if password.is_empty() {
+            return Err(Error::InvalidInput(
+                "empty password: refusing to create a repository without a password".into(),
+            ));
+        }
+        opts.kdf.validate().map_err(Error::InvalidInput)?;
+        let backend = self.backend;
+        let key = MasterKey::generate()?;
+        let mut config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
+        config.database_chunking = Some(opts.database_chunking);
+        config.validate().map_err(Error::InvalidInput)?;
+        let chunker = Chunker::new(config.chunker, &key.chunker).map_err(Error::InvalidInput)?;
+        backend.create()?;
+        let kf = KeyFile::create(
+            &key,
+            password,
+            opts.kdf,
+            &crate::sys::hostname(),
+            &crate::sys::username(),
+        )?;
+        let kbytes = kf.encode()?;
+        let key_id = Id::of_file(&kbytes);
+        backend.write(Handle::new(FileKind::Key, key_id), &kbytes)?;
+        // The config goes last: its presence is what makes this a repository.
+        backend.write(Handle::Config, &config.encode(&key)?)?;
+        Ok(Repository::from_core(Core {
+            backend,
+            key,
+            config,
+            chunker,
+            key_id,
+            options: OpenOptions::default(),
+        }))
+    }
+
+    /// Opens the repository with `password`.
+    pub fn open(self, password: &[u8], options: OpenOptions) -> Result<Repository> {
+        let backend = self.backend;
+        let config_bytes = match backend.read(Handle::Config) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::NotARepository(backend.location()));
+            }
+            Err(e) => return Err(e),
+        };
+        let keys = backend.list(FileKind::Key)?;
+        if keys.is_empty() {
+            return Err(Error::corrupt("keys/", "repository has no key files"));
+        }
+        let mut found = None;
+        let mut first_err = None;
+        for (kid, _) in keys {
+            let h = Handle::new(FileKind::Key, kid);
+            let what = h.rel_path();
+            let parsed = backend.read(h).and_then(|b| {
+                check_file_name(&kid, &b, &what)?;
+                KeyFile::decode(&b, &what)
+            });
+            match parsed.and_then(|kf| kf.unwrap_key(password, &what)) {
+                Ok(Some(k)) => {
+                    found = Some((kid, k));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let Some((key_id, key)) = found else {
+            return Err(first_err.unwrap_or(Error::WrongPassword));
+        };
+        let config = Config::decode(&key, &config_bytes)?;
+        let chunker =
+            Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
+        Ok(Repository::from_core(Core {
+            backend,
+            key,
+            config,
+            chunker,
+            key_id,
+            options,
+        }))
+    }
+}
+
+/// What every state of an open repository shares.
+pub(crate) struct Core {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) key: MasterKey,
+    pub(crate) config: Config,
+    pub(crate) chunker: Chunker,
+    pub(crate) key_id: Id,
+    pub(crate) options: OpenOptions,
+}
+
+/// An open repository; `S` says which index is loaded.
+pub struct Repository<S = NoIndex> {
+    core: Arc<Core>,
+    index: S,
+}
+
+/// No index loaded: snapshots, keys, locks and config only.
+pub struct NoIndex;
+
+/// Every blob's location is known.
+pub struct FullIndex {
+    index: Index,
+}
+
+/// What a backup needs, in bounded memory: the locations of tree blobs (to
+/// read the parent snapshot and content lists), a compact set of data blob
+/// ids (to deduplicate), and the locations of data blobs loaded on request
+/// (delta bases).
+pub struct BackupIndex {
+    located: Index,
+    data: BlobSet,
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoIndex {}
+    impl Sealed for super::FullIndex {}
+    impl Sealed for super::BackupIndex {}
+}
+
+/// An index that can locate blobs for reading.
+pub trait Locate: sealed::Sealed + Sync {
+    /// The pack and position of a blob, if it is located.
+    fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)>;
+    /// Whether the blob is stored (located or only known by id).
+    fn knows(&self, id: &Id) -> bool;
+}
+
+impl Locate for FullIndex {
+    fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)> {
+        self.index.get(id)
+    }
+    fn knows(&self, id: &Id) -> bool {
+        self.index.contains(id)
+    }
+}
+
+impl Locate for BackupIndex {
+    fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)> {
+        self.located.get(id)
+    }
+    fn knows(&self, id: &Id) -> bool {
+        self.located.contains(id) || self.data.contains(id)
+    }
+}
+
+impl Repository<NoIndex> {
+    /// Opens the repository at a local path with default options (for
+    /// tools and tests; the CLI goes through [`connect`]).
+    pub fn open(path: impl AsRef<std::path::Path>, password: &[u8]) -> Result<Repository> {
+        let path = path.as_ref();
+        Connection::new(Arc::new(crate::backend::LocalBackend::new(path)))
+            .open(password, OpenOptions::default())
+    }
+
+    /// Creates a repository at a local path (for tools and tests).
+    pub fn init(
+        path: impl AsRef<std::path::Path>,
+        password: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Repository> {
+        Connection::new(Arc::new(crate::backend::LocalBackend::new(path.as_ref())))
+            .init(password, opts)
+    }
+
+    fn from_core(core: Core) -> Repository {
+        Repository {
+            core: Arc::new(core),
+            index: NoIndex,
+        }
+    }
+}
+
+impl<S> Repository<S> {
+    /// The repository's settings.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    /// The repository's id (hex).
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.core.config.id)
+    }
+
+    /// The key file this repository was opened with.
+    pub fn key_id(&self) -> Id {
+        self.core.key_id
+    }
+
+    /// The master key (for tools and tests that build repository objects).
+    pub fn key(&self) -> &MasterKey {
+        &self.core.key
+    }
+
+    /// The storage (for tools and tests; commands go through the methods).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.core.backend
+    }
+
+    /// The content-defined chunker for ordinary files.
+    pub fn chunker(&self) -> &Chunker {
+        &self.core.chunker
+    }
+
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> String {
+        self.core.backend.location()
+    }
+
+    /// The same repository with no index loaded.
+    pub fn without_index(&self) -> Repository<NoIndex> {
+        Repository {
+            core: self.core.clone(),
+            index: NoIndex,
+        }
+    }
+
+    /// The same repository with every blob's location loaded.
+    pub fn with_full_index(&self) -> Result<Repository<FullIndex>> {
+        let index = index::load_full(&self.core)?;
+        Ok(self.with_index(index))
+    }
+
+    /// The same repository with a given index (built by `check` from the
+    /// index files it could read).
+    pub(crate) fn with_index(&self, index: Index) -> Repository<FullIndex> {
+        Repository {
+            core: self.core.clone(),
+            index: FullIndex { index },
+        }
+    }
+
+    /// The same repository with what a backup needs ([`BackupIndex`]).
+    pub fn with_backup_index(&self) -> Result<Repository<BackupIndex>> {
+        let (located, data) = index::load_for_backup(&self.core)?;
+        Ok(Repository {
+            core: self.core.clone(),
+            index: BackupIndex { located, data },
+        })
+    }
+
+    /// Finds the one file of `kind` whose id starts with `prefix`.
+    pub fn find_file(&self, kind: FileKind, prefix: &str) -> Result<Id> {
+        let p = prefix.to_ascii_lowercase();
+        let matches: Vec<Id> = self
+            .core
+            .backend
+            .list(kind)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.to_hex().starts_with(&p))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::InvalidInput(format!(
+                "no {} file matches {prefix:?}",
+                kind.name()
+            ))),
+            1 => Ok(matches[0]),
+            n => Err(Error::InvalidInput(format!(
+                "{} id prefix {prefix:?} is ambiguous: it matches {n} files",
+                kind.name()
+            ))),
+        }
+    }
+
+    /// Reads a content-addressed file and checks that it is what its name
+    /// says.
+    pub(crate) fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let h = Handle::new(kind, *id);
+        let bytes = self.core.backend.read(h)?;
+        check_file_name(id, &bytes, &h.rel_path())?;
+        Ok(bytes)
+    }
+
+    /// Writes a content-addressed file; returns its id.
+    pub(crate) fn write_file(&self, kind: FileKind, bytes: &[u8]) -> Result<Id> {
+        let id = Id::of_file(bytes);
+        self.core.backend.write(Handle::new(kind, id), bytes)?;
+        Ok(id)
+    }
+
+    /// Total size of every repository file (what it costs to store).
+    pub fn storage_bytes(&self) -> Result<u64> {
+        let mut total = self.core.backend.size(Handle::Config)?;
+        for kind in FileKind::ALL {
+            total += self
+                .core
+                .backend
+                .list(kind)?
+                .iter()
+                .map(|(_, s)| s)
+                .sum::<u64>();
+        }
+        Ok(total)
+    }
+
+    /// Takes the shared lock readers hold (none with `no_lock`).
+    pub fn lock_shared(&self) -> Result<LockGuard> {
+        if self.core.options.no_lock {
+            return Ok(LockGuard::none());
+        }
+        lock::Lock::acquire(&self.core, false, self.core.options.retry_lock).map(LockGuard::held)
+    }
+
+    /// Takes the shared lock a backup holds: always, whatever `no_lock`
+    /// says, because prune must never delete what a running backup uses.
+    pub fn lock_for_writing(&self) -> Result<LockGuard> {
+        lock::Lock::acquire(&self.core, false, self.core.options.retry_lock).map(LockGuard::held)
+    }
+
+    /// Takes the exclusive lock that anything deleting holds.
+    pub fn lock_exclusive(&self) -> Result<LockGuard> {
+        lock::Lock::acquire(&self.core, true, self.core.options.retry_lock).map(LockGuard::held)
+    }
+}
+
+impl<S: Locate> Repository<S> {
+    /// Whether a blob is stored.
+    pub fn has_blob(&self, id: &Id) -> bool {
+        self.index.knows(id)
+    }
+
+    /// Where a blob is stored, if it is located.
+    pub fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)> {
+        self.index.locate(id)
+    }
+
+    pub(crate) fn index_state(&self) -> &S {
+        &self.index
+    }
+}
+
+impl<S> Repository<S> {
+    pub(crate) fn core_ref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Repository<FullIndex> {
+    /// The loaded index.
+    pub fn index(&self) -> &Index {
+        &self.index.index
+    }
+}
+
+impl Repository<BackupIndex> {
+    /// How many data blobs are known by id, and how many blobs are located.
+    pub fn backup_index_sizes(&self) -> (usize, usize) {
+        (self.index.data.len(), self.index.located.len())
+    }
+
+    /// Loads the locations of the data blobs in `wanted` (a backup's index
+    /// holds tree locations only); returns how many were found. Index
+    /// files are decoded one at a time, so memory follows `wanted`, not the
+    /// repository's size.
+    pub fn load_data_locations(&mut self, wanted: &std::collections::HashSet<Id>) -> Result<usize> {
+        index::load_locations(&self.core, &mut self.index.located, wanted)?;
+        Ok(wanted
+            .iter()
+            .filter(|id| self.index.located.contains(id))
+            .count())
+    }
+}
+
+/// Checks that a content-addressed file's bytes hash to its name.
+pub fn check_file_name(id: &Id, bytes: &[u8], what: &str) -> Result<()> {
+    if Id::of_file(bytes) != *id {
+        return Err(Error::corrupt(
+            what,
+            "content does not match its name (damaged or truncated)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Saving blobs: deduplicate, encode, fill packs, store them in the background.
+//!
+//! Many threads call [`Packer::save`] at once. Each blob id is *claimed*
+//! first, so a chunk seen twice at the same moment is stored once. Packs are
+//! filled in a staging area the backend provides (a temporary file beside
+//! the packs for a local folder), and full packs are handed to one writer
+//! thread through a queue of bounded depth, which stores them through the
+//! backend, so pack uploads overlap with hashing and compression while
+//! memory stays bounded.
+//! The writer records an index file every [`INDEX_EVERY`] packs and at the
+//! end, and [`Packer::finish`] returns only when all packs and index files
+//! are durable — the caller writes its snapshot after that, never before.
+
+use super::{Core, Locate, Repository};
+use crate::backend::{Backend, FileKind, Handle, Staged};
+use crate::error::{Error, Result};
+use crate::format::blob::{self, BlobType};
+use crate::format::crypto::MasterKey;
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::{FinishedPackWriter, PackWriter};
+use crate::sys::lock;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Packs per intermediate index file.
+pub const INDEX_EVERY: usize = 32;
+
+/// Counts of what a packer stored.
+#[derive(Default, Debug)]
+pub struct PackerStats {
+    /// Blobs stored.
+    pub blobs: AtomicU64,
+    /// Plaintext bytes stored.
+    pub raw_bytes: AtomicU64,
+    /// Encoded bytes stored.
+    pub stored_bytes: AtomicU64,
+    /// Packs written.
+    pub packs: AtomicU64,
+}
+
+type Builder = PackWriter<Staged>;
+type Finished = FinishedPackWriter<Staged>;
+
+struct Builders {
+    data: Option<Builder>,
+    tree: Option<Builder>,
+}
+
+/// Concurrent blob saver for one repository session.
+pub struct Packer<'r> {
+    core: &'r Core,
+    index: &'r dyn Locate,
+    level: i32,
+    pack_size: usize,
+    claimed: Mutex<HashSet<Id>>,
+    builders: Mutex<Builders>,
+    tx: Mutex<Option<SyncSender<Finished>>>,
+    writer: Mutex<Option<JoinHandle<Result<Vec<IndexPack>>>>>,
+    failed: Arc<Mutex<Option<String>>>,
+    /// What has been stored so far.
+    pub stats: PackerStats,
+}
+
+impl<'r> Packer<'r> {
+    /// A packer writing into `repo`, deduplicating against its loaded index.
+    pub fn new<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
+        let core: &Core = &repo.core;
+        let pack_size = core.config.pack_size as usize;
+        let (tx, rx) = sync_channel::<Finished>(2);
+        let backend = core.backend.clone();
+        let key = core.key.clone();
+        let failed = Arc::new(Mutex::new(None));
+        let failed_w = failed.clone();
+        let writer = std::thread::spawn(move || -> Result<Vec<IndexPack>> {
+            let mut all = Vec::new();
+            let mut unindexed: Vec<IndexPack> = Vec::new();
+            let result: Result<()> = (|| {
+                for pack in rx {
+                    backend.write_staged(Handle::new(FileKind::Pack, pack.id), pack.out)?;
+                    unindexed.push(IndexPack {
+                        id: pack.id,
+                        blobs: pack.entries,
+                    });
+                    if unindexed.len() >= INDEX_EVERY {
+                        write_index(backend.as_ref(), &key, &unindexed)?;
+                        all.append(&mut unindexed);
+                    }
+                }
+                if !unindexed.is_empty() {
+                    write_index(backend.as_ref(), &key, &unindexed)?;
+                    all.append(&mut unindexed);
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                *failed_w.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Err(e);
+            }
+            Ok(all)
+        });
+        Packer {
+            core,
+            index: repo.index_state(),
+            level: core.config.compression_level,
+            pack_size,
+            claimed: Mutex::new(HashSet::new()),
+            builders: Mutex::new(Builders {
+                data: None,
+                tree: None,
+            }),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            failed,
+            stats: PackerStats::default(),
+        }
+    }
+
+    /// Whether the blob is already stored or being stored.
+    pub fn known(&self, id: &Id) -> bool {
+        self.index.knows(id) || lock(&self.claimed).contains(id)
+    }
+
+    /// Claims `id` for storing; false if it is already stored or claimed.
+    fn claim(&self, id: &Id) -> bool {
+        !self.index.knows(id) && lock(&self.claimed).insert(*id)
+    }
+
+    /// Stores a blob unless it is already known; returns its id and whether
+    /// it was new.
+    pub fn save(&self, kind: BlobType, plaintext: &[u8]) -> Result<(Id, bool)> {
+        let id = self.core.key.blob_id(plaintext);
+        let new = self.save_with_id(kind, id, plaintext)?;
+        Ok((id, new))
+    }
+
+    /// Like [`Packer::save`] for a blob whose id is already computed.
+    pub fn save_with_id(&self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<bool> {
+        if !self.claim(&id) {
+            return Ok(false);
+        }
+        let encoded = blob::encode(&self.core.key, kind, &id, plaintext, self.level)?;
+        self.add_encoded(kind, id, &encoded, plaintext.len())?;
+        Ok(true)
+    }
+
+    /// Stores `plaintext` as a delta against `base` (data blob `base_id`)
+    /// under the delta id `id`, unless known. Returns false, storing
+    /// nothing, if the delta would not be smaller than the plaintext
+    /// compressed alone (the decision depends only on the bytes, so any
+    /// thread storing the same delta decides alike).
+    pub fn save_delta(&self, id: Id, base_id: &Id, base: &[u8], plaintext: &[u8]) -> Result<bool> {
+        if self.known(&id) {
+            return Ok(true);
+        }
+        let Some(encoded) = blob::encode_delta(
+            &self.core.key,
+            &id,
+            base_id,
+            base,
+            plaintext,
+            self.level.max(1),
+        )?
+        else {
+            return Ok(false);
+        };
+        if self.claim(&id) {
+            self.add_encoded(BlobType::Data, id, &encoded, plaintext.len())?;
+        }
+        Ok(true)
+    }
+
+    /// Adds an already encoded blob (used by prune to copy blobs unchanged).
+    pub fn add_encoded(
+        &self,
+        kind: BlobType,
+        id: Id,
+        encoded: &[u8],
+        raw_len: usize,
+    ) -> Result<()> {
+        self.check_failed()?;
+        self.stats.blobs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .raw_bytes
+            .fetch_add(raw_len as u64, Ordering::Relaxed);
+        self.stats
+            .stored_bytes
+            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut b = lock(&self.builders);
+            let slot = match kind {
+                BlobType::Data => &mut b.data,
+                BlobType::Tree => &mut b.tree,
+            };
+            if slot.is_none() {
+                *slot = Some(PackWriter::new(self.core.backend.stage()?, kind));
+            }
+            let builder = slot.as_mut().expect("just created");
+            builder.add(id, encoded, raw_len).map_err(staging_error)?;
+            if builder.len() >= self.pack_size {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        if let Some(full) = full {
+            self.send(full)?;
+        }
+        Ok(())
+    }
+
+    /// Claims an id without storing anything (for blobs copied by prune).
+    pub fn claim_for_copy(&self, id: &Id) -> bool {
+        lock(&self.claimed).insert(*id)
+    }
+
+    fn send(&self, builder: Builder) -> Result<()> {
+        let finished = builder.finish(&self.core.key).map_err(staging_error)?;
+        self.stats.packs.fetch_add(1, Ordering::Relaxed);
+        let tx = lock(&self.tx).clone();
+        match tx {
+            Some(tx) => tx.send(finished).map_err(|_| self.writer_error()),
+            None => Err(Error::InvalidInput("packer already finished".into())),
+        }
+    }
+
+    fn writer_error(&self) -> Error {
+        let msg = lock(&self.failed)
+            .clone()
+            .unwrap_or_else(|| "pack writer stopped".into());
+        Error::Io {
+            path: "repository".into(),
+            source: std::io::Error::other(msg),
+        }
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if lock(&self.failed).is_some() {
+            return Err(self.writer_error());
+        }
+        Ok(())
+    }
+
+    /// Writes the partly filled packs, waits until every pack and index file
+    /// is durable, and returns what was written.
+    pub fn finish(&self) -> Result<Vec<IndexPack>> {
+        let (data, tree) = {
+            let mut b = lock(&self.builders);
+            (b.data.take(), b.tree.take())
+        };
+        for b in [data, tree].into_iter().flatten() {
+            if !b.is_empty() {
+                self.send(b)?;
+            }
+        }
+        lock(&self.tx).take();
+        let handle = lock(&self.writer).take();
+        match handle {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::InvalidInput("pack writer panicked".into()))?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Packer<'_> {
+    fn drop(&mut self) {
+        lock(&self.tx).take();
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn write_index(backend: &dyn Backend, key: &MasterKey, packs: &[IndexPack]) -> Result<()> {
+    let f = IndexFile {
+        packs: packs.to_vec(),
+        supersedes: Vec::new(),
+    };
+    let bytes = f.encode(key)?;
+    backend.write(Handle::new(FileKind::Index, Id::of_file(&bytes)), &bytes)
+}
+
+fn staging_error(e: std::io::Error) -> Error {
+    Error::io("pack staging area", e)
+}

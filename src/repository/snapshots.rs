@@ -1,0 +1,122 @@
+//! Snapshot files: reading, choosing, writing and removing them.
+//!
+//! A snapshot file is written last, after everything it references is
+//! durable, so every snapshot that exists restores. Choosing one follows
+//! restic: a unique id prefix, `latest`, or the newest at or before a time,
+//! among the snapshots that pass a [`SnapshotFilter`].
+
+use super::Repository;
+use crate::backend::{FileKind, Handle};
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::snapshot::Snapshot;
+
+/// Filters applied when selecting snapshots (`--host`, `--tag`, `--path`).
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    /// Keep snapshots whose host is one of these (any if empty).
+    pub hosts: Vec<String>,
+    /// Keep snapshots matching one of these tag lists; a list like `a,b`
+    /// matches a snapshot that has both tags (any if empty).
+    pub tags: Vec<Vec<String>>,
+    /// Keep snapshots whose paths include all of these (any if empty).
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `s` passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && (self.tags.is_empty() || self.tags.iter().any(|set| s.has_tags(set)))
+            && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p))
+    }
+}
+
+impl<S> Repository<S> {
+    /// Reads one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let bytes = self.read_file(FileKind::Snapshot, id)?;
+        let what = Handle::new(FileKind::Snapshot, *id).rel_path();
+        Snapshot::decode(&self.core.key, &bytes, &what)
+    }
+
+    /// Ids of every snapshot file.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .core
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Reads every snapshot, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for id in self.snapshot_ids()? {
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        sort_by_time(&mut out);
+        Ok(out)
+    }
+
+    /// Writes a snapshot; returns its id.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        self.write_file(FileKind::Snapshot, &s.encode(&self.core.key)?)
+    }
+
+    /// Removes a snapshot file. The caller holds an exclusive lock.
+    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+        self.core
+            .backend
+            .remove(Handle::new(FileKind::Snapshot, *id))
+    }
+
+    /// Resolves a snapshot selector: `latest`, or a unique id prefix,
+    /// among snapshots passing `filter`.
+    pub fn find_snapshot(&self, selector: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+        let all = self.load_snapshots()?;
+        let mut cands: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        if selector == "latest" {
+            return cands
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(selector.into()));
+        }
+        let lower = selector.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{selector:?} is not a snapshot id (hex digits) or \"latest\""
+            )));
+        }
+        cands.retain(|(id, _)| id.to_hex().starts_with(&lower));
+        match cands.len() {
+            0 => Err(Error::SnapshotNotFound(selector.into())),
+            1 => Ok(cands.remove(0)),
+            n => Err(Error::AmbiguousSnapshot(selector.into(), n)),
+        }
+    }
+
+    /// The newest snapshot at or before `time` (Unix seconds, nanoseconds)
+    /// passing `filter`.
+    pub fn find_snapshot_at(
+        &self,
+        time: (i64, u32),
+        filter: &SnapshotFilter,
+    ) -> Result<(Id, Snapshot)> {
+        self.load_snapshots()?
+            .into_iter()
+            .rfind(|(_, s)| filter.matches(s) && (s.time, s.time_nsec) <= time)
+            .ok_or_else(|| {
+                let when = chrono::DateTime::from_timestamp(time.0, time.1)
+                    .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
+                    .unwrap_or_default();
+                Error::SnapshotNotFound(format!("at or before {when}"))
+            })
+    }
+}
+
+/// Sorts snapshots oldest first (ties by id, so the order is total).
+pub fn sort_by_time(list: &mut [(Id, Snapshot)]) {
+    list.sort_by_key(|a| (a.1.time, a.1.time_nsec, a.0));
+}
