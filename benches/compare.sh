@@ -47,6 +47,9 @@
 #   DROP_CACHES=1      drop the page cache before each timed step (needs root)
 #   VERIFY=1           compare each restored tree with its source (first rep, untimed)
 #   CAIRN_BIN=...      cairn binary (default: `cargo build --release` here)
+#   CAIRN_BASE_BIN=... a second cairn binary, run as tool "cairn-base" (add it
+#                      to TOOLS) to compare two builds in one interleaved run:
+#                      CAIRN_BASE_BIN=/tmp/cairn-old TOOLS="cairn cairn-base"
 #   KEEP=0             keep repositories after the run (1) or delete them (0)
 #   INDEX_RSS=1        also run examples/index_rss (10M blobs; QUICK: 1M) for
 #                      the "10M-chunk index" peak-RSS figure
@@ -122,6 +125,9 @@ ACTIVE=()
 for t in $TOOLS; do
     case $t in
         cairn) ACTIVE+=(cairn) ;;
+        cairn-base)
+            [[ -x ${CAIRN_BASE_BIN:-} ]] || die "cairn-base needs CAIRN_BASE_BIN, an executable cairn"
+            ACTIVE+=(cairn-base) ;;
         restic | borg)
             if command -v "$t" >/dev/null; then ACTIVE+=("$t"); else
                 log "$t is not installed: skipping it (apt-get install ${t/borg/borgbackup})"
@@ -134,6 +140,7 @@ done
 tool_version() {
     case $1 in
         cairn) echo "cairn $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')" ;;
+        cairn-base) echo "cairn-base $("$CAIRN_BASE_BIN" --version 2>/dev/null || echo '?')" ;;
         restic) restic version | head -1 | awk '{print "restic " $2}' ;;
         borg) borg --version ;;
     esac
@@ -297,7 +304,7 @@ def report(results, meta, out_md):
     # Restores whose result differed from the source (checked on the first rep).
     bad_restore = {(r["dataset"], r["tool"]) for r in recs if r["step"] == "restore-verify"}
     recs = [r for r in recs if r["step"] != "restore-verify"]
-    tools_order = ["cairn", "cairn-db", "restic", "borg", "tar|zstd", "cp -a"]
+    tools_order = ["cairn", "cairn-base", "cairn-db", "restic", "borg", "tar|zstd", "cp -a"]
     lines = []
     tsv = ["dataset\tstep\ttool\treps\twall_s\tcpu_s\tMB_per_s\tpeak_rss_MB\trepo_MB\tstatus"]
     def p(s=""):
@@ -613,6 +620,7 @@ tool_init() {
     rm -rf "$r"
     case $t in
         cairn | cairn-db) "$CAIRN_BIN" -r "$r" init >"$LOGS/init-$t.log" 2>&1 ;;
+        cairn-base) "$CAIRN_BASE_BIN" -r "$r" init >"$LOGS/init-$t.log" 2>&1 ;;
         restic) restic -r "$r" init --repository-version 2 >"$LOGS/init-$t.log" 2>&1 ;;
         borg) borg init --encryption repokey-blake2 "$r" >"$LOGS/init-$t.log" 2>&1 ;;
     esac || die "$t init failed; see $LOGS/init-$t.log"
@@ -625,6 +633,7 @@ tool_backup() {
     r=$(repo_of "$t")
     case $t in
         cairn) timed "$ds" "$step" "$t" "$r" "0 3" -- "$CAIRN_BIN" -r "$r" backup "$dir" ;;
+        cairn-base) timed "$ds" "$step" "$t" "$r" "0 3" -- "$CAIRN_BASE_BIN" -r "$r" backup "$dir" ;;
         # The way a cairn user backs up a live database: online backup API,
         # quick_check, page-aligned chunks (sqlite data set only).
         cairn-db) timed "$ds" "$step" "$t" "$r" "0" -- "$CAIRN_BIN" -r "$r" backup --sqlite-quick --sqlite "$dir/app.db" ;;
@@ -647,6 +656,7 @@ tool_restore() {
     restored=$target$dir
     case $t in
         cairn | cairn-db) timed "$ds" restore "$t" - "0" -- "$CAIRN_BIN" -r "$r" restore latest --target "$target" ;;
+        cairn-base) timed "$ds" restore "$t" - "0" -- "$CAIRN_BASE_BIN" -r "$r" restore latest --target "$target" ;;
         restic) timed "$ds" restore "$t" - "0" -- restic -r "$r" restore latest --target "$target" ;;
         borg) timed "$ds" restore "$t" - "0 1" -- bash -c 'cd "$1" && exec borg extract "$2"' _ "$target" "$r::s${SNAPS[$t]}" ;;
         "cp -a")

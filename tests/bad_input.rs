@@ -436,6 +436,10 @@ fn damaged_config_key_snapshot_and_index_files_are_reported() {
                 .unwrap()
                 .display()
                 .to_string();
+            if kind == "snapshots" {
+                damaged_snapshot_costs_only_itself(&repo, &name, &format!("{name}: {what}"));
+                continue;
+            }
             // The command that reads this kind of file.
             let args: Vec<&str> = match kind {
                 "index" => vec!["restore", "latest", "--target", t],
@@ -461,6 +465,31 @@ fn damaged_config_key_snapshot_and_index_files_are_reported() {
             assert!(!target.exists(), "{ctx}: restore created the target");
         }
     }
+}
+
+/// A damaged snapshot file is skipped with one warning naming it (the
+/// listing still works), `check` reports it, and `forget` of its id brings
+/// the repository back to a state `check` accepts, changing nothing else.
+fn damaged_snapshot_costs_only_itself(repo: &Repo, name: &str, ctx: &str) {
+    let before = repo.fingerprint();
+    let r = repo.run(&["snapshots"]);
+    assert_eq!(r.code, Some(0), "{ctx}: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{ctx}: {}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{ctx}: one warning: {}", r.stderr);
+    assert!(
+        lines[0].contains("warning") && lines[0].contains(name),
+        "{ctx}: {}",
+        lines[0]
+    );
+    assert_eq!(before, repo.fingerprint(), "{ctx}: repository changed");
+    let check = repo.run(&["check"]);
+    assert_eq!(check.code, Some(1), "{ctx}: check: {}", check.stderr);
+    assert!(check.stderr.contains(name), "{ctx}: {}", check.stderr);
+    let id = name.trim_start_matches("snapshots/");
+    repo.run(&["forget", &id[..12]]).ok();
+    assert!(!repo.path.join(name).exists(), "{ctx}: not forgotten");
+    repo.run(&["check"]).ok();
 }
 
 /// A pack file as the index describes it.

@@ -23,6 +23,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     let open_options = OpenOptions {
         retry_lock: cairn::timespec::parse_duration(&g.retry_lock).context("--retry-lock")?,
         no_lock: g.no_lock,
+        on_warning: Some(repository::WarningHandler(std::sync::Arc::new(
+            |m: &str| err!("cairn: warning: {}", output::escape(m)),
+        ))),
     };
     let ctx = Ctx { g, open_options };
     match &cli.command {
@@ -143,8 +146,8 @@ fn init(ctx: &Ctx, a: &InitArgs) -> Result<i32> {
     if ctx.g.json {
         print_json(&json!({"message_type": "initialized", "id": r.id, "repository": r.location}))?;
     } else if !ctx.g.quiet {
-        println!("created cairn repository {} at {}", &r.id[..10], r.location);
-        println!("Keep the password safe: without it the data cannot be recovered.");
+        out!("created cairn repository {} at {}", &r.id[..10], r.location);
+        out!("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(EXIT_OK)
 }
@@ -193,8 +196,14 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
     let r = result?;
     let secs = r.duration.as_secs_f64();
     let m = &r.snapshot.summary;
+    for w in &r.warnings {
+        err!("cairn: warning: {}", output::escape(&w.to_string()));
+    }
     for e in &r.errors {
-        eprintln!("cairn: warning: could not read {e}");
+        err!(
+            "cairn: warning: could not read {}",
+            output::escape(&e.to_string())
+        );
     }
     if ctx.g.json {
         print_json(&json!({
@@ -216,28 +225,31 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
         }))?;
     } else if !ctx.g.quiet {
         for d in &r.snapshot.databases {
-            println!("{}", output::database_line(d));
+            out!("{}", output::database_line(d));
         }
-        println!(
+        out!(
             "Files: {} new, {} changed, {} unchanged; {} directories",
-            m.files_new, m.files_changed, m.files_unchanged, m.dirs
+            m.files_new,
+            m.files_changed,
+            m.files_unchanged,
+            m.dirs
         );
-        println!(
+        out!(
             "Processed {} in {:.1}s ({}/s); read {}",
             bytes(m.total_bytes),
             secs,
             bytes((m.bytes_read as f64 / secs.max(1e-3)) as u64),
             bytes(m.bytes_read)
         );
-        println!(
+        out!(
             "Added to the repository: {} ({} stored)",
             bytes(m.bytes_added),
             bytes(m.bytes_added_stored)
         );
-        println!("snapshot {} saved", r.snapshot_id.short());
+        out!("snapshot {} saved", r.snapshot_id.short());
     }
     for d in r.failed_databases() {
-        eprintln!(
+        err!(
             "cairn: warning: database {} failed its {} and was saved marked as failed: {}",
             d.path,
             d.check.pragma(),
@@ -245,7 +257,7 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
         );
     }
     if !r.errors.is_empty() {
-        eprintln!(
+        err!(
             "cairn: {} source entries could not be read; the snapshot is incomplete",
             r.errors.len()
         );
@@ -307,52 +319,76 @@ fn selector(s: &SnapshotSelect) -> Result<SnapshotSelector> {
 fn ls(ctx: &Ctx, a: &LsArgs) -> Result<i32> {
     let sel = SnapshotSelector::new(Some(&a.snapshot), None, filter(&a.filter))?;
     let repo = ctx.open()?;
-    let listing = cmd::ls::ls(&repo, &sel, a.path.as_deref())?;
-    if ctx.g.json {
-        let nodes: Vec<_> = listing
-            .entries
-            .iter()
-            .map(|(p, n)| {
+    let stdout = std::io::stdout();
+    let out = std::cell::RefCell::new(std::io::BufWriter::new(stdout.lock()));
+    let snapshot = std::cell::RefCell::new(None);
+    let mut first = true;
+    let json = ctx.g.json;
+    // JSON is streamed as one document: {"snapshot": {...}, "nodes": [...]}.
+    cmd::ls::ls(
+        &repo,
+        &sel,
+        a.path.as_deref(),
+        &mut |id, s| {
+            *snapshot.borrow_mut() = Some(s.clone());
+            if json {
+                let head = views::snapshot_json(id, s);
+                write!(out.borrow_mut(), "{{\"snapshot\":{head},\"nodes\":[")
+                    .map_err(|e| cairn::Error::io("standard output", e))?;
+            }
+            Ok(())
+        },
+        &mut |p, n| {
+            let snapshot = snapshot.borrow();
+            let s = snapshot.as_ref().expect("snapshot comes first");
+            let db = cmd::ls::database(s, p);
+            let mut out = out.borrow_mut();
+            let r = if json {
                 let mut v = views::node_json(&p.to_string_lossy(), n);
-                if let Some(d) = listing.database(p) {
+                if let Some(d) = db {
                     v["database"] = views::database_json(d);
                 }
-                v
-            })
-            .collect();
-        print_json(&json!({
-            "snapshot": views::snapshot_json(&listing.id, &listing.snapshot),
-            "nodes": nodes,
-        }))?;
-        return Ok(EXIT_OK);
-    }
-    let mut out = std::io::stdout().lock();
-    for (p, n) in &listing.entries {
-        let name = match listing.database(p) {
-            Some(d) => format!("{}  [{}]", p.to_string_lossy(), output::database_summary(d)),
-            None => p.to_string_lossy().into_owned(),
-        };
-        if a.long {
-            let link = if n.kind == NodeKind::Symlink {
-                format!(" -> {}", String::from_utf8_lossy(&n.link_target))
+                let sep = if first { "" } else { "," };
+                first = false;
+                write!(out, "{sep}{v}")
             } else {
-                String::new()
+                let name = output::escape(&p.to_string_lossy());
+                let name = match db {
+                    Some(d) => format!("{name}  [{}]", output::database_summary(d)),
+                    None => name,
+                };
+                if a.long {
+                    let link = if n.kind == NodeKind::Symlink {
+                        format!(
+                            " -> {}",
+                            output::escape(&String::from_utf8_lossy(&n.link_target))
+                        )
+                    } else {
+                        String::new()
+                    };
+                    writeln!(
+                        out,
+                        "{} {:>5} {:>5} {:>12} {} {}{}",
+                        output::mode_string(n),
+                        n.uid,
+                        n.gid,
+                        n.size,
+                        views::node_mtime(n),
+                        name,
+                        link
+                    )
+                } else {
+                    writeln!(out, "{name}")
+                }
             };
-            writeln!(
-                out,
-                "{} {:>5} {:>5} {:>12} {} {}{}",
-                output::mode_string(n),
-                n.uid,
-                n.gid,
-                n.size,
-                views::node_mtime(n),
-                name,
-                link
-            )?;
-        } else {
-            writeln!(out, "{name}")?;
-        }
+            r.map_err(|e| cairn::Error::io("standard output", e))
+        },
+    )?;
+    let mut out = out.into_inner();
+    if json {
+        writeln!(out, "]}}")?;
     }
+    out.flush()?;
     Ok(EXIT_OK)
 }
 
@@ -377,6 +413,7 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         excludes: a.excludes.clone(),
         verify: a.verify,
         databases: Vec::new(),
+        max_entries: None,
     };
     let repo = ctx.open()?;
     let display = Display::new(Activity::Restore, ctx.g.json, ctx.g.quiet);
@@ -385,8 +422,11 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let r = result?;
     let stats = &r.stats;
     let secs = r.duration.as_secs_f64();
+    for w in &stats.warnings {
+        err!("cairn: warning: {}", output::escape(w));
+    }
     for e in &stats.errors {
-        eprintln!("cairn: error: {e}");
+        err!("cairn: error: {}", output::escape(e));
     }
     if ctx.g.json {
         print_json(&json!({
@@ -398,11 +438,12 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
             "bytes_restored": stats.bytes,
             "files_verified": if a.verify { Some(stats.verified) } else { None },
             "databases": stats.databases,
+            "warnings": stats.warnings,
             "errors": stats.errors.len(),
             "duration_seconds": secs,
         }))?;
     } else if !ctx.g.quiet {
-        println!(
+        out!(
             "restored snapshot {} to {}: {} files, {} directories, {} other, {} in {:.1}s",
             r.snapshot_id.short(),
             a.target.display(),
@@ -413,11 +454,11 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
             secs
         );
         if a.verify {
-            println!("verified {} of {} files", stats.verified, stats.files);
+            out!("verified {} of {} files", stats.verified, stats.files);
         }
         for d in &stats.databases {
             if d.verified {
-                println!(
+                out!(
                     "database {}: verified (integrity_check ok, schema and row counts match)",
                     d.path
                 );
@@ -425,14 +466,14 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         }
     }
     for d in stats.databases.iter().filter(|d| !d.verified) {
-        eprintln!(
+        err!(
             "cairn: database {} NOT verified: {}",
             d.path,
             d.problems.join("; ")
         );
     }
     if !stats.errors.is_empty() {
-        eprintln!("cairn: {} errors during restore", stats.errors.len());
+        err!("cairn: {} errors during restore", stats.errors.len());
         return Ok(EXIT_ERROR);
     }
     Ok(EXIT_OK)
@@ -491,13 +532,13 @@ fn key(ctx: &Ctx, k: &KeyCommand) -> Result<i32> {
         KeyCommand::Add(a) => {
             let id = cmd::key::add(&repo, &new_password(a)?, kdf(&a.kdf)?)?;
             if !ctx.g.quiet {
-                println!("added key {}", id.short());
+                out!("added key {}", id.short());
             }
         }
         KeyCommand::Passwd(a) => {
             let c = cmd::key::passwd(&repo, &new_password(a)?, kdf(&a.kdf)?)?;
             if !ctx.g.quiet {
-                println!(
+                out!(
                     "password changed: key {} replaces {}",
                     c.added.short(),
                     c.removed.short()
@@ -507,7 +548,7 @@ fn key(ctx: &Ctx, k: &KeyCommand) -> Result<i32> {
         KeyCommand::Remove { id } => {
             let kid = cmd::key::remove(&repo, id)?;
             if !ctx.g.quiet {
-                println!("removed key {}", kid.short());
+                out!("removed key {}", kid.short());
             }
         }
     }
@@ -755,10 +796,10 @@ fn check(ctx: &Ctx, a: &CheckArgs) -> Result<i32> {
             }
         }
         for e in &report.errors {
-            eprintln!("error: {e}");
+            err!("error: {e}");
         }
         for d in &report.damaged_snapshots {
-            eprintln!("damaged: {d}");
+            err!("damaged: {d}");
         }
         if !ctx.g.quiet {
             let mut out = std::io::stdout().lock();
@@ -836,7 +877,7 @@ fn unlock(ctx: &Ctx, remove_all: bool) -> Result<i32> {
     if ctx.g.json {
         print_json(&json!({"removed_locks": n}))?;
     } else if !ctx.g.quiet {
-        println!("removed {n} lock(s)");
+        out!("removed {n} lock(s)");
     }
     Ok(EXIT_OK)
 }
@@ -847,14 +888,16 @@ fn repair(ctx: &Ctx, c: &RepairCommand) -> Result<i32> {
         RepairCommand::Index => {
             let r = cmd::repair::repair_index(&repo)?;
             for u in &r.unreadable {
-                eprintln!("cairn: warning: {u}");
+                err!("cairn: warning: {u}");
             }
             if ctx.g.json {
                 print_json(&serde_json::to_value(&r)?)?;
             } else if !ctx.g.quiet {
-                println!(
+                out!(
                     "rebuilt the index: {} packs, {} blobs (replaced {} index files)",
-                    r.packs, r.blobs, r.old_index_files
+                    r.packs,
+                    r.blobs,
+                    r.old_index_files
                 );
             }
         }

@@ -3,6 +3,24 @@
 //! Everything that decides *what* happens lives in the library; this module
 //! turns arguments into library calls and results into text or JSON.
 
+/// Writes a line to standard output; a failed write (a closed pipe, a full
+/// disk) returns the error from the enclosing function instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// Writes a line to standard error; a failure to write is ignored (there
+/// is nowhere left to report it).
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod output;
@@ -23,6 +41,9 @@ pub const EXIT_LOCKED: i32 = 11;
 /// Exit code: wrong password.
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
 
+/// Stack size of each worker thread.
+const STACK_SIZE: usize = 64 << 20;
+
 /// Sizes the worker pool: twice the cores, at least 4. Backup and restore
 /// spend much of their time waiting for the disk (files not in the page
 /// cache, metadata lookups); more threads than cores keep several reads in
@@ -30,12 +51,21 @@ pub const EXIT_WRONG_PASSWORD: i32 = 12;
 /// a cold cache: 2 threads 6.9 s, 4 threads 4.7 s. `RAYON_NUM_THREADS`
 /// overrides.
 fn configure_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+    if let Some(n) = std::env::var_os("RAYON_NUM_THREADS") {
+        let n = n.to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .stack_size(STACK_SIZE)
+            .build_global();
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads((cores * 2).max(4))
+        // Backup descends directories recursively; a source tree as deep
+        // as paths allow (about 2,000 levels) needs more than the default
+        // 2 MiB. Untouched stack pages cost no memory.
+        .stack_size(STACK_SIZE)
         .build_global();
 }
 
@@ -65,10 +95,18 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match commands::run(cli) {
+    let result = commands::run(cli).and_then(|code| {
+        // Output still buffered must reach its reader too.
+        std::io::Write::flush(&mut std::io::stdout())?;
+        Ok(code)
+    });
+    match result {
         Ok(code) => code,
+        // A reader that went away (`cairn snapshots | head -1`) ends the
+        // command quietly, as it does for other Unix tools.
+        Err(e) if is_broken_pipe(&e) => EXIT_OK,
         Err(e) => {
-            eprintln!("cairn: error: {e:#}");
+            err!("cairn: error: {e:#}");
             match e.downcast_ref::<cairn::Error>() {
                 Some(cairn::Error::NotARepository(_)) => EXIT_NO_REPOSITORY,
                 Some(cairn::Error::WrongPassword) => EXIT_WRONG_PASSWORD,
@@ -77,4 +115,16 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// Whether the error is a write to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<cairn::Error>(),
+                Some(cairn::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe
+            )
+    })
 }

@@ -23,6 +23,24 @@ pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A name for a terminal: control characters (which could move the cursor,
+/// recolour the screen or fake a line break) are shown as escapes such as
+/// `\n`, `\e` or `\x7f`. JSON output is exact instead.
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x1b' => out.push_str("\\e"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One-line summary of a database record.
 pub fn database_summary(d: &DatabaseRecord) -> String {
     format!(

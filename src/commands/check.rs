@@ -222,6 +222,8 @@ struct Findings {
     used: HashSet<Id>,
     /// Trees that could not be read, with why.
     tree_problems: HashMap<Id, String>,
+    /// Content lists read: the bytes under each and its first problem.
+    lists: HashMap<Id, (u64, Option<String>)>,
     /// Damaged entries per snapshot (short id).
     damaged: BTreeMap<String, Vec<String>>,
     /// Set when a tree could not be read: what lies below it is unknown.
@@ -245,7 +247,7 @@ pub fn check_unlocked<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<Ch
         walk_snapshot(&repo, sid, s, &mut rep, &mut found);
     }
     report_damage(&mut rep, &found);
-    report_unused(&repo, &mut rep, &found);
+    report_unused(&repo, &packs, &mut rep, &found);
     if let Some(max_age) = &opts.max_age {
         rep.stale_groups = stale_groups(&snapshots, max_age, &opts.filter);
         rep.errors
@@ -412,9 +414,20 @@ fn walk_snapshot(
 ) {
     // Work items: a tree blob to read, or an inline listing that is part
     // of an already read blob (and shares its first-visit flag).
-    let mut stack = vec![(Listing::Blob(s.tree), PathBuf::from("/"))];
+    let mut stack = vec![(Listing::Blob(s.tree), PathBuf::from("/"), 0usize)];
     let mut visited_here: HashSet<Id> = HashSet::new();
-    while let Some((listing, path)) = stack.pop() {
+    while let Some((listing, path, depth)) = stack.pop() {
+        if depth > crate::format::tree::MAX_TREE_DEPTH {
+            let problem = crate::repository::browse::too_deep(&path).to_string();
+            rep.errors.push(Problem::InSnapshot {
+                snapshot: sid.short(),
+                path: PathBuf::from("/"),
+                problem: problem.clone(),
+            });
+            found.damaged.entry(sid.short()).or_default().push(problem);
+            found.walk_incomplete = true;
+            return;
+        }
         let (tree, first_visit) = match listing {
             Listing::Inline(tree, first_visit) => (*tree, first_visit),
             Listing::Blob(tid) => {
@@ -432,9 +445,10 @@ fn walk_snapshot(
             match n.kind {
                 NodeKind::Dir => {
                     if let Some(sub) = n.subtree {
-                        stack.push((Listing::Blob(sub), child));
+                        stack.push((Listing::Blob(sub), child, depth + 1));
                     } else if let Some(inline) = &n.inline {
-                        stack.push((Listing::Inline(inline.clone(), first_visit), child));
+                        let listing = Listing::Inline(inline.clone(), first_visit);
+                        stack.push((listing, child, depth + 1));
                     }
                 }
                 NodeKind::File => check_file(repo, sid, n, &child, first_visit, rep, found),
@@ -489,8 +503,9 @@ fn read_tree(
     }
 }
 
-/// Checks one file node: its content lists, its delta base, and that every
-/// blob it needs is indexed and not known to be damaged.
+/// Checks one file node: its content lists, its delta base, that every
+/// blob it needs is indexed and not known to be damaged, and that its
+/// content adds up to its recorded size.
 fn check_file(
     repo: &Repository<FullIndex>,
     sid: &Id,
@@ -500,29 +515,26 @@ fn check_file(
     rep: &mut CheckReport,
     found: &mut Findings,
 ) {
-    let used = &mut found.used;
-    // Content-list blobs (indirect content) are used too.
-    let (mut content, mut list_problem) =
-        repo.expand_content_lenient(&n.content, n.content_depth, &mut |id| {
-            used.insert(*id);
-        });
+    let mut problems = Vec::new();
+    let (bytes, problem) = content_summary(repo, &n.content, n.content_depth, found);
+    problems.extend(problem);
+    if problems.is_empty() && bytes != n.size {
+        problems.push(format!(
+            "its content holds {bytes} bytes, its node records {}",
+            n.size
+        ));
+    }
     // A delta file's base version is part of the file.
-    let base = n.delta_base.as_ref().map(|b| {
-        repo.expand_content_lenient(&b.content, b.depth, &mut |id| {
-            used.insert(*id);
-        })
-    });
+    if let Some(b) = &n.delta_base {
+        let (_, problem) = content_summary(repo, &b.content, b.depth, found);
+        problems.extend(problem.map(|p| format!("delta base: {p}")));
+    }
     // Each delta read must name the base's blob at its position, or prune
     // could delete what it needs.
-    if list_problem.is_none() && !found.delta_bases.is_empty() {
-        let base_ids = base.as_ref().map(|(ids, _)| ids.as_slice());
-        list_problem = misplaced_delta(&content, base_ids, &found.delta_bases);
+    if problems.is_empty() && !found.delta_bases.is_empty() {
+        problems.extend(misplaced_delta(repo, n, &found.delta_bases));
     }
-    if let Some((base_ids, p)) = base {
-        content.extend(base_ids);
-        list_problem = list_problem.or_else(|| p.map(|p| format!("delta base: {p}")));
-    }
-    let note = |p: String, rep: &mut CheckReport, found: &mut Findings| {
+    for p in problems {
         if first_visit {
             rep.errors.push(Problem::InSnapshot {
                 snapshot: sid.short(),
@@ -532,27 +544,81 @@ fn check_file(
         }
         let p = format!("{}: {p}", child.display());
         found.damaged.entry(sid.short()).or_default().push(p);
-    };
-    if let Some(p) = list_problem {
-        note(p, rep, found);
     }
-    // Every blob of the file is referenced, also those after a damaged one
-    // (the loop stops at the first).
-    found.used.extend(content.iter().copied());
-    for b in &content {
-        let problem = if let Some(p) = found.bad_blobs.get(b).or_else(|| found.base_missing.get(b))
-        {
-            Some(p.clone())
-        } else if repo.locate(b).is_none() {
-            Some(format!("data blob {} is not in the index", b.short()))
+}
+
+/// What a content holds: its plaintext bytes (by the index; saturating) and
+/// the first problem with it. Every blob met is marked used. A content
+/// list is read once per check, however many files (or positions of one
+/// hostile file) share it: its summary is remembered.
+fn content_summary(
+    repo: &Repository<FullIndex>,
+    content: &[Id],
+    depth: u8,
+    found: &mut Findings,
+) -> (u64, Option<String>) {
+    if depth > crate::format::content::MAX_DEPTH {
+        return (0, Some(format!("content depth {depth} out of range")));
+    }
+    let mut bytes = 0u64;
+    let mut problem = None;
+    for id in content {
+        let (b, p) = if depth == 0 {
+            data_summary(repo, id, found)
         } else {
-            None
+            list_summary(repo, id, depth, found)
         };
-        if let Some(p) = problem {
-            note(p, rep, found);
-            break;
+        bytes = bytes.saturating_add(b);
+        if problem.is_none() {
+            problem = p;
         }
     }
+    (bytes, problem)
+}
+
+fn data_summary(
+    repo: &Repository<FullIndex>,
+    id: &Id,
+    found: &mut Findings,
+) -> (u64, Option<String>) {
+    found.used.insert(*id);
+    let location = repo.locate(id);
+    let problem = if let Some(p) = found
+        .bad_blobs
+        .get(id)
+        .or_else(|| found.base_missing.get(id))
+    {
+        Some(p.clone())
+    } else if location.is_none() {
+        Some(format!("data blob {} is not in the index", id.short()))
+    } else {
+        None
+    };
+    (
+        location.map_or(0, |(_, l)| u64::from(l.raw_length)),
+        problem,
+    )
+}
+
+fn list_summary(
+    repo: &Repository<FullIndex>,
+    id: &Id,
+    level: u8,
+    found: &mut Findings,
+) -> (u64, Option<String>) {
+    if let Some(s) = found.lists.get(id) {
+        return s.clone();
+    }
+    found.used.insert(*id);
+    let summary = match repo.load_content_list(id, level) {
+        Ok(l) => content_summary(repo, &l.ids, level - 1, found),
+        Err(e) => (
+            0,
+            Some(format!("content list {} unreadable: {e}", id.short())),
+        ),
+    };
+    found.lists.insert(*id, summary.clone());
+    summary
 }
 
 /// Summarises damaged snapshots; names each that no other problem names.
@@ -586,7 +652,12 @@ fn report_damage(rep: &mut CheckReport, found: &Findings) {
 }
 
 /// Reports blobs no snapshot references (information, not damage).
-fn report_unused(repo: &Repository<FullIndex>, rep: &mut CheckReport, found: &Findings) {
+fn report_unused(
+    repo: &Repository<FullIndex>,
+    packs: &BTreeMap<Id, IndexPack>,
+    rep: &mut CheckReport,
+    found: &Findings,
+) {
     let unused: Vec<_> = repo
         .index()
         .iter()
@@ -609,12 +680,40 @@ fn report_unused(repo: &Repository<FullIndex>, rep: &mut CheckReport, found: &Fi
                 unused.len()
             )
         } else {
+            let (freed, kept) = what_prune_frees(packs, &found.used);
             format!(
-                "{} blobs ({bytes} bytes) are not referenced by any snapshot (`cairn prune` removes them)",
-                unused.len()
+                "{} blobs ({bytes} bytes) are not referenced by any snapshot: `cairn prune` frees {freed} bytes in packs more than {}% unused and leaves {kept} bytes in packs it keeps (`cairn prune --max-unused 0%` frees them too)",
+                unused.len(),
+                (crate::commands::prune::PruneOptions::default().max_unused * 100.0).round()
             )
         });
     }
+}
+
+/// The stored bytes of unused blobs (and of second copies of used ones)
+/// that `prune` with its default settings frees, and those it leaves in
+/// packs it keeps, by the rule prune applies.
+fn what_prune_frees(packs: &BTreeMap<Id, IndexPack>, used: &HashSet<Id>) -> (u64, u64) {
+    let max_unused = crate::commands::prune::PruneOptions::default().max_unused;
+    let mut claimed = HashSet::new();
+    let (mut freed, mut kept) = (0u64, 0u64);
+    for p in packs.values() {
+        let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
+        for e in &p.blobs {
+            if used.contains(&e.id) && claimed.insert(e.id) {
+                used_bytes += u64::from(e.length);
+            } else {
+                unused_bytes += u64::from(e.length);
+            }
+        }
+        let share = unused_bytes as f64 / (used_bytes + unused_bytes).max(1) as f64;
+        if used_bytes == 0 || share > max_unused {
+            freed += unused_bytes;
+        } else {
+            kept += unused_bytes;
+        }
+    }
+    (freed, kept)
 }
 
 fn pack_file(id: &Id) -> String {
@@ -735,25 +834,50 @@ fn check_pack_data(
     }
 }
 
-/// Whether a file's `content` lists a delta blob (among those read) whose
-/// base is not the blob at the same position of the file's base version
-/// (`base_ids`, `None` if the file has none): describes the first.
+/// Whether a file lists a delta blob (among those read) whose base is not
+/// the blob at the same position of the file's base version: describes the
+/// first. Both id lists are read one content list at a time.
 fn misplaced_delta(
-    content: &[Id],
-    base_ids: Option<&[Id]>,
+    repo: &Repository<FullIndex>,
+    node: &Node,
     delta_bases: &HashMap<Id, Id>,
 ) -> Option<String> {
-    for (pos, id) in content.iter().enumerate() {
-        let Some(named) = delta_bases.get(id) else {
+    let ids = match repo.content_ids(&node.content, node.content_depth) {
+        Ok(ids) => ids,
+        Err(e) => return Some(e.to_string()),
+    };
+    let mut base_ids = match &node.delta_base {
+        Some(b) => match repo.content_ids(&b.content, b.depth) {
+            Ok(ids) => Some(ids),
+            Err(e) => return Some(e.to_string()),
+        },
+        None => None,
+    };
+    // A database has at most one blob per 512 bytes (the smallest page).
+    let max = node.size / 512 + 1;
+    for (pos, id) in ids.enumerate() {
+        if pos as u64 > max {
+            return Some("its content lists name more blobs than it can hold".into());
+        }
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => return Some(e.to_string()),
+        };
+        let base_here = match base_ids.as_mut().map(Iterator::next) {
+            Some(Some(Ok(b))) => Some(b),
+            Some(Some(Err(e))) => return Some(format!("delta base: {e}")),
+            _ => None,
+        };
+        let Some(named) = delta_bases.get(&id) else {
             continue;
         };
-        let Some(base_ids) = base_ids else {
+        if base_ids.is_none() {
             return Some(format!(
                 "delta blob {} is listed by a file without a delta base",
                 id.short()
             ));
-        };
-        if base_ids.get(pos) != Some(named) {
+        }
+        if base_here != Some(*named) {
             return Some(format!(
                 "delta blob {} at position {pos} names base {}, not the file's base blob there",
                 id.short(),

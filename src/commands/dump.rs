@@ -4,6 +4,7 @@ use crate::commands::select::SnapshotSelector;
 use crate::error::{Error, Result};
 use crate::format::tree::NodeKind;
 use crate::repository::Repository;
+use crate::repository::blobs::RunGrouper;
 use std::io::Write;
 use std::path::Path;
 
@@ -31,13 +32,22 @@ pub fn dump<S>(
         )));
     }
     let mut written = 0u64;
-    let content = repo.data_ids(&node)?;
-    for run in repo.blob_runs(&content, RUN_MAX_BYTES)? {
-        for data in repo.read_run(&run)? {
+    let mut write_run = |run: &crate::repository::BlobRun| -> Result<()> {
+        for data in repo.read_run(run)? {
             out.write_all(&data)
                 .map_err(|e| Error::io("standard output", e))?;
             written += data.len() as u64;
         }
+        Ok(())
+    };
+    let mut runs = RunGrouper::new(RUN_MAX_BYTES);
+    for b in repo.file_blobs(&node)? {
+        if let Some((run, _)) = runs.push(b?) {
+            write_run(&run)?;
+        }
+    }
+    if let Some((run, _)) = runs.finish() {
+        write_run(&run)?;
     }
     out.flush().map_err(|e| Error::io("standard output", e))?;
     Ok(written)

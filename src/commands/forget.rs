@@ -228,7 +228,9 @@ pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetRep
     let decision = if !opts.ids.is_empty() {
         let mut ids = Vec::new();
         for sel in &opts.ids {
-            ids.push(repo.find_snapshot(sel, &SnapshotFilter::default())?.0);
+            // Also a snapshot whose file is damaged: forgetting it is how
+            // the repository gets back to a state `check` accepts.
+            ids.push(repo.find_snapshot_id(sel)?);
         }
         ForgetDecision::Ids(ids)
     } else {

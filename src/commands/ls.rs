@@ -1,69 +1,69 @@
-//! `ls`: the entries of a snapshot, or of one directory in it.
+//! `ls`: the entries of a snapshot, or of one directory in it, streamed.
 
 use crate::commands::select::SnapshotSelector;
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::snapshot::{DatabaseRecord, Snapshot};
-
 use crate::repository::Repository;
+use crate::repository::browse;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use crate::format::tree::{Node, NodeKind};
 
-/// A listing of a snapshot.
-#[derive(Debug)]
-pub struct Listing {
-    /// The snapshot's id.
-    pub id: Id,
-    /// The snapshot.
-    pub snapshot: Snapshot,
-    /// Every entry at or below the path asked for, depth first, with its
-    /// full path in the snapshot.
-    pub entries: Vec<(PathBuf, Node)>,
+/// The most entries a walk of `snapshot` may visit: twice what it records
+/// (files and directories; symlinks and other entries are not counted
+/// there) plus a margin. Trees that name more share subtrees in a way no
+/// backup writes, and would make a walk run for ever.
+pub fn entry_limit(snapshot: &Snapshot) -> u64 {
+    let s = &snapshot.summary;
+    s.total_files
+        .saturating_add(s.dirs)
+        .saturating_mul(2)
+        .saturating_add(1_000_000)
 }
 
-impl Listing {
-    /// The database record of the file at `path`, if it is one.
-    pub fn database(&self, path: &Path) -> Option<&DatabaseRecord> {
-        self.snapshot
-            .databases
-            .iter()
-            .find(|d| Path::new(&d.path) == path)
-    }
+/// The database record of the file at `path` in `snapshot`, if it is one.
+pub fn database<'s>(snapshot: &'s Snapshot, path: &Path) -> Option<&'s DatabaseRecord> {
+    snapshot
+        .databases
+        .iter()
+        .find(|d| Path::new(&d.path) == path)
 }
 
 /// Lists the entries at or below `path` (default: everything) of the
-/// selected snapshot, under a shared lock.
+/// selected snapshot, under a shared lock: `start` gets the snapshot first,
+/// then `entry` every entry, depth first, with its full path.
 pub fn ls<S>(
     repo: &Repository<S>,
     selector: &SnapshotSelector,
     path: Option<&Path>,
-) -> Result<Listing> {
+    start: &mut dyn FnMut(&Id, &Snapshot) -> Result<()>,
+    entry: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
     let _lock = repo.lock_shared()?;
     let repo = repo.with_full_index()?;
     let (id, snapshot) = selector.resolve(&repo)?;
-    let start = path.map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let node = crate::repository::browse::lookup(&repo, &snapshot.tree, &start)?;
+    let at = path.map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let node = browse::lookup(&repo, &snapshot.tree, &at)?;
     let prefix = PathBuf::from("/").join(
-        crate::repository::browse::components(&start)?
+        browse::components(&at)?
             .iter()
             .map(|c| std::ffi::OsStr::from_bytes(c))
             .collect::<PathBuf>(),
     );
-    let mut entries = Vec::new();
+    if node.is_dir() {
+        browse::count_entries(&repo, &node, entry_limit(&snapshot))?;
+    }
+    start(&id, &snapshot)?;
     if node.kind != NodeKind::Dir || prefix != Path::new("/") {
-        entries.push((prefix.clone(), node.clone()));
+        entry(&prefix, &node)?;
     }
     if node.is_dir() {
-        crate::repository::browse::walk(&repo, &node, &prefix, &mut |p, n| {
-            entries.push((p.to_path_buf(), n.clone()));
-            true
+        browse::walk(&repo, &node, &prefix, &mut |p, n| {
+            entry(p, n)?;
+            Ok(true)
         })?;
     }
-    Ok(Listing {
-        id,
-        snapshot,
-        entries,
-    })
+    Ok(())
 }

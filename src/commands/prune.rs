@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::blob::{self, BlobType};
 use crate::format::id::Id;
 use crate::format::index::IndexPack;
-use crate::repository::index::{OnDamage, live_packs};
+use crate::repository::index::{BlobLocation, OnDamage, live_packs};
 use crate::repository::packer::Packer;
 use crate::repository::reachable::{Reachable, reachable};
 use crate::repository::{FullIndex, Repository};
@@ -82,6 +82,9 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// Temporary files of interrupted writers removed.
     pub temp_files_removed: usize,
+    /// Used blobs stored more than once whose surviving copy was read and
+    /// authenticated before any other copy could go.
+    pub duplicates_checked: u64,
 }
 
 impl PruneReport {
@@ -132,7 +135,7 @@ pub fn prune<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport
 /// Runs prune; the caller holds an exclusive lock.
 pub fn prune_unlocked<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
     let survey = survey(repo, opts)?;
-    let (plans, mut report) = plan(&survey, opts);
+    let (plans, mut report) = plan(&survey, opts)?;
     if !opts.dry_run {
         // Under the exclusive lock no writer is alive; a minute's margin
         // covers clocks and a writer that has only just been killed.
@@ -200,7 +203,7 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
 }
 
 /// Decides each pack's fate and what that will free.
-fn plan(s: &Survey, opts: &PruneOptions) -> (Vec<PackPlan>, PruneReport) {
+fn plan(s: &Survey, opts: &PruneOptions) -> Result<(Vec<PackPlan>, PruneReport)> {
     let size = |id: &Id| s.size_of.get(id).copied().unwrap_or(0);
     let mut report = PruneReport {
         snapshots: s.snapshots,
@@ -210,17 +213,28 @@ fn plan(s: &Survey, opts: &PruneOptions) -> (Vec<PackPlan>, PruneReport) {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    // Decide which copy of each used blob survives: the first one seen.
+    // Which copy of each used blob survives: the first one seen...
     let mut claimed: HashSet<Id> = HashSet::new();
-    let mut plans: Vec<PackPlan> = Vec::new();
+    let mut plans: Vec<PackPlan> = s
+        .packs
+        .iter()
+        .map(|p| PackPlan {
+            keep: p
+                .blobs
+                .iter()
+                .map(|e| s.used.contains(&e.id) && claimed.insert(e.id))
+                .collect(),
+            pack: p.clone(),
+            action: Action::Keep,
+        })
+        .collect();
+    // ... unless it is damaged and another copy is not.
+    report.duplicates_checked = secure_survivors(&s.repo, &mut plans, &s.used)?;
     let small = s.repo.config().pack_size as u64 / 4;
-    for p in &s.packs {
-        let mut keep = Vec::with_capacity(p.blobs.len());
+    for p in &mut plans {
         let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
-        for e in &p.blobs {
-            let is_used = s.used.contains(&e.id) && claimed.insert(e.id);
-            keep.push(is_used);
-            if is_used {
+        for (e, keep) in p.pack.blobs.iter().zip(&p.keep) {
+            if *keep {
                 used_bytes += e.length as u64;
             } else {
                 unused_bytes += e.length as u64;
@@ -229,21 +243,16 @@ fn plan(s: &Survey, opts: &PruneOptions) -> (Vec<PackPlan>, PruneReport) {
         }
         report.bytes_unused += unused_bytes;
         let total = (used_bytes + unused_bytes).max(1);
-        let action = if used_bytes == 0 {
+        p.action = if used_bytes == 0 {
             Action::Delete
         } else if unused_bytes as f64 / total as f64 > opts.max_unused
-            || (opts.repack_small && size(&p.id) < small)
+            || (opts.repack_small && size(&p.pack.id) < small)
         {
             Action::Repack
         } else {
             report.bytes_unused_kept += unused_bytes;
             Action::Keep
         };
-        plans.push(PackPlan {
-            pack: p.clone(),
-            action,
-            keep,
-        });
     }
     keep_lone_small_packs(&mut plans, opts, small, &size, &mut report);
     let count = |a: Action| plans.iter().filter(|p| p.action == a).count();
@@ -267,7 +276,73 @@ fn plan(s: &Survey, opts: &PruneOptions) -> (Vec<PackPlan>, PruneReport) {
         })
         .sum();
     report.size_after = kept_size + repacked_used;
-    (plans, report)
+    Ok((plans, report))
+}
+
+/// For every used blob stored more than once, makes sure the copy that
+/// survives reads back intact: the claimed copy is read and authenticated,
+/// and if it is damaged the claim moves to the first copy that is not.
+/// Prune then never deletes the last intact copy of a blob a snapshot
+/// needs; if no copy is intact it refuses to run. Returns how many blobs
+/// were checked.
+fn secure_survivors(
+    repo: &Repository<FullIndex>,
+    plans: &mut [PackPlan],
+    used: &Reachable,
+) -> Result<u64> {
+    let mut copies: HashMap<Id, Vec<(usize, usize)>> = HashMap::new();
+    for (pi, p) in plans.iter().enumerate() {
+        for (ei, e) in p.pack.blobs.iter().enumerate() {
+            if used.contains(&e.id) {
+                copies.entry(e.id).or_default().push((pi, ei));
+            }
+        }
+    }
+    copies.retain(|_, list| list.len() > 1);
+    let mut ids: Vec<Id> = copies.keys().copied().collect();
+    ids.sort();
+    let intact = |plans: &[PackPlan], (pi, ei): (usize, usize)| {
+        let p = &plans[pi].pack;
+        let e = &p.blobs[ei];
+        let loc = BlobLocation {
+            pack: 0,
+            kind: e.kind,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        };
+        repo.copy_is_intact(&e.id, p.id, loc)
+    };
+    for id in &ids {
+        let list = &copies[id];
+        let Some(&claimed) = list.iter().find(|(pi, ei)| plans[*pi].keep[*ei]) else {
+            continue;
+        };
+        if intact(plans, claimed) {
+            continue;
+        }
+        match list
+            .iter()
+            .copied()
+            .find(|&c| c != claimed && intact(plans, c))
+        {
+            Some((pi, ei)) => {
+                plans[claimed.0].keep[claimed.1] = false;
+                plans[pi].keep[ei] = true;
+            }
+            None => {
+                return Err(Error::corrupt(
+                    "repository",
+                    format!(
+                        "blob {} is needed by a kept snapshot and none of its {} stored copies reads back intact; prune deletes nothing while that is so (run `cairn check --read-data`)",
+                        id.short(),
+                        list.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ids.len() as u64)
 }
 
 /// Repacking one lone small pack into a new small pack gains nothing.

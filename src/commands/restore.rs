@@ -14,6 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::DatabaseRecord;
 use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repository::blobs::RunGrouper;
 use crate::repository::{BlobRun, FullIndex, Repository};
 use crate::sources::walk::PatternSet;
 use crate::sys::lock;
@@ -25,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What to restore and where.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +42,9 @@ pub struct RestoreOptions {
     /// The snapshot's database records: each restored database is re-opened,
     /// checked and compared with its record (always, not only with `verify`).
     pub databases: Vec<DatabaseRecord>,
+    /// Refuse trees that name more entries than this (see
+    /// [`crate::commands::ls::entry_limit`]); `None`: no limit.
+    pub max_entries: Option<u64>,
 }
 
 /// Outcome of checking one restored database against its record.
@@ -71,6 +75,10 @@ pub struct RestoreStats {
     pub verified: u64,
     /// Problems, one line each. Empty means success.
     pub errors: Vec<String>,
+    /// Entries restored differently from the snapshot, or not at all,
+    /// without that being an error (device nodes without root, hard links
+    /// whose recorded contents differ).
+    pub warnings: Vec<String>,
     /// Restored databases and whether each matches its record.
     pub databases: Vec<DatabaseVerification>,
 }
@@ -150,6 +158,11 @@ fn restore_counted(
     cancel: &dyn Progress,
 ) -> Result<RestoreStats> {
     let sel = Selector::new(opts)?;
+    let mut root_node = Node::new(b"/".to_vec(), NodeKind::Dir);
+    root_node.subtree = Some(*root);
+    if let Some(limit) = opts.max_entries {
+        crate::repository::browse::count_entries(repo, &root_node, limit)?;
+    }
     let mut plan = Plan {
         dirs: Vec::new(),
         files: Vec::new(),
@@ -157,8 +170,7 @@ fn restore_counted(
     };
     collect(
         repo,
-        &repo.load_tree(root)?,
-        &mut Vec::new(),
+        repo.load_tree(root)?,
         sel.everything(),
         &sel,
         &mut plan,
@@ -169,6 +181,7 @@ fn restore_counted(
     let errors = Mutex::new(Vec::new());
     let err =
         |p: &Path, e: &dyn std::fmt::Display| lock(&errors).push(format!("{}: {e}", p.display()));
+    let mut warnings = Vec::new();
 
     for d in &plan.dirs {
         let p = target.join(&d.rel);
@@ -177,13 +190,22 @@ fn restore_counted(
         }
     }
 
-    // Hard links: the first path of each (device, inode) gets the content.
+    // Hard links: the first path of each (device, inode) gets the content,
+    // the others become links to it, unless the snapshot records different
+    // content for them (then each is restored with its own).
     let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     for (i, f) in plan.files.iter().enumerate() {
         if f.node.links > 1 {
             match first_of.get(&(f.node.device, f.node.inode)) {
-                Some(&first) => links.push((i, first)),
+                Some(&first) if same_content(&plan.files[first].node, &f.node) => {
+                    links.push((i, first));
+                }
+                Some(&first) => warnings.push(format!(
+                    "{}: recorded as a hard link of {} but with different content; restored as a separate file",
+                    target.join(&f.rel).display(),
+                    target.join(&plan.files[first].rel).display()
+                )),
                 None => {
                     first_of.insert((f.node.device, f.node.inode), i);
                 }
@@ -191,6 +213,7 @@ fn restore_counted(
         }
     }
     let linked: std::collections::HashSet<usize> = links.iter().map(|l| l.0).collect();
+    let written: Vec<AtomicBool> = plan.files.iter().map(|_| AtomicBool::new(false)).collect();
     let euid = crate::sys::euid();
     plan.files.par_iter().enumerate().for_each(|(i, f)| {
         if linked.contains(&i) || cancel.cancelled() {
@@ -199,11 +222,13 @@ fn restore_counted(
         let p = target.join(&f.rel);
         match write_file(repo, &p, &f.node, progress) {
             Ok(()) => {
+                written[i].store(true, Ordering::Relaxed);
                 if let Err(e) = apply_metadata(&p, &f.node, euid) {
                     err(&p, &e);
                 }
             }
             Err(e) => {
+                // Never leave a file with wrong or partial content.
                 let _ = fs::remove_file(&p);
                 err(&p, &e);
             }
@@ -212,16 +237,27 @@ fn restore_counted(
     crate::commands::progress::check_cancelled(cancel)?;
     for (i, first) in &links {
         let p = target.join(&plan.files[*i].rel);
+        if !written[*first].load(Ordering::Relaxed) {
+            err(
+                &p,
+                &"not linked: the file it links to could not be restored",
+            );
+            continue;
+        }
         let src = target.join(&plan.files[*first].rel);
-        let r = remove_existing(&p).and_then(|_| fs::hard_link(&src, &p).at(&p));
-        if let Err(e) = r {
-            err(&p, &e);
+        match remove_existing(&p).and_then(|_| fs::hard_link(&src, &p).at(&p)) {
+            Ok(()) => written[*i].store(true, Ordering::Relaxed),
+            Err(e) => err(&p, &e),
         }
     }
+    let mut others = 0u64;
     for o in &plan.others {
         let p = target.join(&o.rel);
-        if let Err(e) = create_special(&p, &o.node, euid) {
-            err(&p, &e);
+        match create_special(&p, &o.node, euid) {
+            Ok(Special::Created) => others += 1,
+            Ok(Special::Skipped(Some(why))) => warnings.push(format!("{}: {why}", p.display())),
+            Ok(Special::Skipped(None)) => {}
+            Err(e) => err(&p, &e),
         }
     }
     for d in plan.dirs.iter().rev() {
@@ -231,11 +267,15 @@ fn restore_counted(
         }
     }
 
+    let restored = |i: &usize| written[*i].load(Ordering::Relaxed);
     let mut stats = RestoreStats {
-        files: plan.files.len() as u64,
+        files: (0..plan.files.len()).filter(restored).count() as u64,
         dirs: plan.dirs.len() as u64,
-        others: plan.others.len() as u64,
-        bytes: plan.files.iter().map(|f| f.node.size).sum(),
+        others,
+        bytes: (0..plan.files.len())
+            .filter(restored)
+            .fold(0u64, |sum, i| sum.saturating_add(plan.files[i].node.size)),
+        warnings,
         ..Default::default()
     };
     if opts.verify {
@@ -279,16 +319,69 @@ fn restore_counted(
     Ok(stats)
 }
 
+/// Whether two nodes recorded as one hard-linked file hold the same content.
+fn same_content(a: &Node, b: &Node) -> bool {
+    a.size == b.size
+        && a.content == b.content
+        && a.content_depth == b.content_depth
+        && a.delta_base == b.delta_base
+}
+
+/// One directory being walked by [`collect`].
+struct CollectFrame {
+    tree: Tree,
+    next: usize,
+    /// Whether everything below is selected.
+    selected: bool,
+    /// Whether something below was selected.
+    any: bool,
+    /// This directory's entry in `plan.dirs` (None for the root).
+    dir_at: Option<usize>,
+    /// Whether this directory is selected by itself.
+    dir_selected: bool,
+}
+
+/// Walks the tree `root` (iteratively: no input can overflow the stack)
+/// and fills `plan` with the selected entries; a directory is kept only if
+/// it is selected or holds something selected. Returns whether anything
+/// was selected.
 fn collect(
     repo: &Repository<FullIndex>,
-    t: &Tree,
-    comps: &mut Vec<Vec<u8>>,
+    root: Tree,
     selected: bool,
     sel: &Selector,
     plan: &mut Plan,
 ) -> Result<bool> {
-    let mut any = false;
-    for node in &t.nodes {
+    let mut comps: Vec<Vec<u8>> = Vec::new();
+    let mut stack = vec![CollectFrame {
+        tree: root,
+        next: 0,
+        selected,
+        any: false,
+        dir_at: None,
+        dir_selected: false,
+    }];
+    loop {
+        let depth = stack.len();
+        let top = stack
+            .last_mut()
+            .expect("the root frame stays until the end");
+        let Some(node) = top.tree.nodes.get(top.next) else {
+            let done = stack.pop().expect("a frame");
+            let Some(parent) = stack.last_mut() else {
+                return Ok(done.any);
+            };
+            comps.pop();
+            if done.dir_selected || done.any {
+                parent.any = true;
+            } else if let Some(at) = done.dir_at {
+                // Nothing selected below: do not create it after all.
+                plan.dirs.truncate(at);
+            }
+            continue;
+        };
+        top.next += 1;
+        let frame_selected = top.selected;
         comps.push(node.name.clone());
         let rel: PathBuf = comps
             .iter()
@@ -299,41 +392,46 @@ fn collect(
             comps.pop();
             continue;
         }
-        let this_selected = selected || sel.selects(comps, &abs);
+        let this_selected = frame_selected || sel.selects(&comps, &abs);
         match node.kind {
-            NodeKind::Dir if (this_selected || sel.may_contain(comps)) => {
-                let pos = plan.dirs.len();
-                let listing = repo.listing(node)?;
+            NodeKind::Dir if (this_selected || sel.may_contain(&comps)) => {
+                if depth >= crate::format::tree::MAX_TREE_DEPTH {
+                    return Err(crate::repository::browse::too_deep(&abs));
+                }
+                let listing = repo.listing(node)?.into_owned();
                 let mut dir = node.clone();
                 dir.inline = None; // the listing is walked here, not kept
+                let at = plan.dirs.len();
                 plan.dirs.push(Item { rel, node: dir });
-                let inner = collect(repo, &listing, comps, this_selected, sel, plan)?;
-                if this_selected || inner {
-                    any = true;
-                } else {
-                    // Nothing selected below: do not create it after all.
-                    plan.dirs.truncate(pos);
-                }
+                stack.push(CollectFrame {
+                    tree: listing,
+                    next: 0,
+                    selected: this_selected,
+                    any: false,
+                    dir_at: Some(at),
+                    dir_selected: this_selected,
+                });
+                // The name stays pushed until the directory is done.
+                continue;
             }
             NodeKind::File if this_selected => {
                 plan.files.push(Item {
                     rel,
                     node: node.clone(),
                 });
-                any = true;
+                top.any = true;
             }
             _ if this_selected => {
                 plan.others.push(Item {
                     rel,
                     node: node.clone(),
                 });
-                any = true;
+                top.any = true;
             }
             _ => {}
         }
         comps.pop();
     }
-    Ok(any)
 }
 
 /// Makes `p` a real directory, replacing whatever non-directory is there.
@@ -393,50 +491,42 @@ fn write_file(
     // Offsets come from the index, so the chunks of one large file can be
     // read, decrypted and written in parallel with positional writes; blobs
     // stored back to back are read together (a database has one per page).
-    let content = repo.data_ids(node)?;
-    let runs = repo.blob_runs(&content, RUN_MAX_BYTES)?;
-    let mut offsets = Vec::with_capacity(runs.len());
-    let mut end = 0u64;
-    for r in &runs {
-        offsets.push(end);
-        end += r.blobs.iter().map(|b| u64::from(b.raw_length)).sum::<u64>();
-    }
-    let write_run = |(run, &offset): (&BlobRun, &u64)| -> Result<()> {
+    // The content lists are read as the runs go out, a batch at a time, so
+    // a file's list of blobs never has to fit in memory.
+    let write_run = |(run, offset): &(BlobRun, u64)| -> Result<()> {
         let plaintexts = repo.read_run(run)?;
-        // Consecutive non-zero blobs go out in one write; zero blobs stay
-        // holes.
-        let mut pending: Vec<u8> = Vec::new();
-        let mut pending_at = offset;
-        let mut at = offset;
+        let mut writer = SparseWriter::new(&file, p, *offset);
         for data in &plaintexts {
-            if is_zero(data) {
-                if !pending.is_empty() {
-                    file.write_all_at(&pending, pending_at).at(p)?;
-                    pending.clear();
-                }
-            } else {
-                if pending.is_empty() {
-                    pending_at = at;
-                }
-                pending.extend_from_slice(data);
-            }
-            at += data.len() as u64;
+            writer.push(data)?;
         }
-        if !pending.is_empty() {
-            file.write_all_at(&pending, pending_at).at(p)?;
-        }
-        progress.add_done(0, at - offset);
+        let written = writer.finish()?;
+        progress.add_done(0, written);
         Ok(())
     };
-    if runs.len() > 1 {
-        runs.par_iter()
-            .zip(offsets.par_iter())
-            .try_for_each(write_run)?;
-    } else {
-        runs.iter().zip(offsets.iter()).try_for_each(write_run)?;
+    let flush = |batch: &mut Vec<(BlobRun, u64)>| -> Result<()> {
+        if batch.len() > 1 {
+            batch.par_iter().try_for_each(write_run)?;
+        } else {
+            batch.iter().try_for_each(write_run)?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    let mut batch = Vec::new();
+    let mut runs = RunGrouper::new(RUN_MAX_BYTES);
+    for b in repo.file_blobs(node)? {
+        if let Some(run) = runs.push(b?) {
+            batch.push(run);
+            if batch.len() >= RUN_BATCH {
+                flush(&mut batch)?;
+            }
+        }
     }
-    // Trailing holes need the length set explicitly.
-    file.set_len(end).at(p)?;
+    batch.extend(runs.finish());
+    flush(&mut batch)?;
+    // Trailing holes need the length set explicitly (`file_blobs` checked
+    // that the content is exactly the recorded size).
+    file.set_len(node.size).at(p)?;
     progress.add_done(1, 0);
     Ok(())
 }
@@ -444,12 +534,99 @@ fn write_file(
 /// Most encoded bytes read with one request during restore.
 const RUN_MAX_BYTES: u64 = 1 << 20;
 
+/// Runs of one file read and written in parallel at a time.
+const RUN_BATCH: usize = 64;
+
+/// Granularity of holes: a page-aligned run of zeros is not written, so
+/// the file system leaves a hole there (as `cp --sparse=always` does).
+const HOLE_PAGE: u64 = 4096;
+
+/// Writes consecutive pieces of a new (truncated, so all-holes) file at
+/// increasing offsets, merging non-zero bytes into few writes and skipping
+/// zero pages.
+struct SparseWriter<'f> {
+    file: &'f std::fs::File,
+    path: &'f Path,
+    /// Offset of the next byte pushed.
+    at: u64,
+    start: u64,
+    pending: Vec<u8>,
+    pending_at: u64,
+}
+
+impl<'f> SparseWriter<'f> {
+    fn new(file: &'f std::fs::File, path: &'f Path, at: u64) -> SparseWriter<'f> {
+        SparseWriter {
+            file,
+            path,
+            at,
+            start: at,
+            pending: Vec::new(),
+            pending_at: at,
+        }
+    }
+
+    /// Appends `data` at the current offset.
+    fn push(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            // Up to the next page boundary of the file.
+            let in_page = (HOLE_PAGE - self.at % HOLE_PAGE) as usize;
+            let (piece, rest) = data.split_at(in_page.min(data.len()));
+            if is_zero(piece) {
+                self.write_pending()?;
+            } else {
+                if self.pending.is_empty() {
+                    self.pending_at = self.at;
+                }
+                self.pending.extend_from_slice(piece);
+            }
+            self.at += piece.len() as u64;
+            data = rest;
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.file
+                .write_all_at(&self.pending, self.pending_at)
+                .at(self.path)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending; returns the bytes covered.
+    fn finish(mut self) -> Result<u64> {
+        self.write_pending()?;
+        Ok(self.at - self.start)
+    }
+}
+
 fn is_zero(data: &[u8]) -> bool {
     let (pre, mid, post) = unsafe { data.align_to::<u128>() };
     pre.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
 }
 
-fn create_special(p: &Path, node: &Node, euid: u32) -> Result<()> {
+/// What [`create_special`] did.
+enum Special {
+    /// The entry exists now.
+    Created,
+    /// It was not created (for this reason, worth a warning, if given).
+    Skipped(Option<&'static str>),
+}
+
+fn create_special(p: &Path, node: &Node, euid: u32) -> Result<Special> {
+    if node.kind == NodeKind::Socket {
+        // A socket belongs to the program that listened on it; like other
+        // tools, restore does not recreate it.
+        return Ok(Special::Skipped(None));
+    }
+    if matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice) && euid != 0 {
+        return Ok(Special::Skipped(Some(
+            "device node not created (only root can create one)",
+        )));
+    }
     remove_existing(p)?;
     let cpath = std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::InvalidInput(format!("{}: path contains NUL", p.display())))?;
@@ -464,9 +641,6 @@ fn create_special(p: &Path, node: &Node, euid: u32) -> Result<()> {
             }
         }
         NodeKind::CharDevice | NodeKind::BlockDevice => {
-            if euid != 0 {
-                return Ok(()); // only root can create device nodes
-            }
             let kind = if node.kind == NodeKind::CharDevice {
                 libc::S_IFCHR
             } else {
@@ -477,9 +651,10 @@ fn create_special(p: &Path, node: &Node, euid: u32) -> Result<()> {
                 return Err(Error::io(p, std::io::Error::last_os_error()));
             }
         }
-        _ => return Ok(()), // sockets are not restored
+        _ => return Ok(Special::Skipped(None)),
     }
-    apply_metadata(p, node, euid)
+    apply_metadata(p, node, euid)?;
+    Ok(Special::Created)
 }
 
 /// Owner (as root), mode (not for symlinks) and times, without following links.
@@ -507,29 +682,28 @@ fn verify_file(repo: &Repository<FullIndex>, p: &Path, node: &Node) -> Result<()
         .custom_flags(libc::O_NOFOLLOW)
         .open(p)
         .at(p)?;
-    let mut total = 0u64;
-    // A delta blob's id is derived from its base's id and its content.
-    let base_ids = match &node.delta_base {
-        Some(b) => repo.expand_content(&b.content, b.depth, &mut |_| {})?,
-        None => Vec::new(),
+    // A delta blob's id is derived from its base's id and its content; the
+    // base's ids are read along, one list at a time.
+    let mut base_ids = match &node.delta_base {
+        Some(b) => Some(repo.content_ids(&b.content, b.depth)?),
+        None => None,
     };
-    for (pos, id) in repo.data_ids(node)?.iter().enumerate() {
-        let len = repo
-            .locate(id)
-            .map(|(_, l)| l.raw_length as usize)
-            .ok_or_else(|| Error::corrupt("index", format!("blob {} missing", id.short())))?;
-        let mut buf = vec![0u8; len];
+    for b in repo.file_blobs(node)? {
+        let b = b?;
+        let base = match base_ids.as_mut().and_then(Iterator::next) {
+            Some(id) => Some(id?),
+            None => None,
+        };
+        let mut buf = vec![0u8; b.location.raw_length as usize];
         f.read_exact(&mut buf).at(p)?;
-        let matches = repo.key().blob_id(&buf) == *id
-            || base_ids
-                .get(pos)
-                .is_some_and(|b| repo.key().delta_blob_id(b, &buf) == *id);
+        let matches = repo.key().blob_id(&buf) == b.id
+            || base.is_some_and(|base| repo.key().delta_blob_id(&base, &buf) == b.id);
         if !matches {
             return Err(Error::InvalidInput(format!(
-                "content differs at offset {total}"
+                "content differs at offset {}",
+                b.file_offset
             )));
         }
-        total += len as u64;
     }
     let mut extra = [0u8; 1];
     if f.read(&mut extra).at(p)? != 0 {
@@ -565,6 +739,7 @@ pub fn restore<S>(
     let (id, snap) = selector.resolve(&repo)?;
     let opts = RestoreOptions {
         databases: snap.databases.clone(),
+        max_entries: Some(crate::commands::ls::entry_limit(&snap)),
         ..opts.clone()
     };
     let stats = restore_tree(

@@ -33,8 +33,13 @@ impl LockInfo {
         envelope::seal(key, MAGIC, self)
     }
 
-    /// Opens a lock file; `what` names it in errors.
+    /// Opens a lock file; `what` names it in errors. Its time must lie in
+    /// years 1 to 9999, like a snapshot's.
     pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<LockInfo> {
-        envelope::open(key, MAGIC, bytes, what)
+        let info: LockInfo = envelope::open(key, MAGIC, bytes, what)?;
+        if !crate::format::snapshot::time_in_range(info.time) {
+            return Err(crate::Error::corrupt(what, "lock time out of range"));
+        }
+        Ok(info)
     }
 }

@@ -13,6 +13,17 @@ use serde::{Deserialize, Serialize};
 /// Magic of a snapshot file (format version 1).
 pub const MAGIC: &[u8; 8] = b"CAIRNSN1";
 
+/// Earliest time a snapshot or lock may record: 0001-01-01T00:00:00Z.
+pub const MIN_TIME: i64 = -62_135_596_800;
+/// Latest time a snapshot or lock may record: 9999-12-31T23:59:59Z.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Whether `secs` lies in years 1 to 9999 (UTC), the range every reader
+/// can format and compute with, in any time zone, without overflow.
+pub fn time_in_range(secs: i64) -> bool {
+    (MIN_TIME..=MAX_TIME).contains(&secs)
+}
+
 /// Counts recorded at the end of a backup.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -183,11 +194,14 @@ impl Snapshot {
             }
             s.databases = ext.databases;
         }
-        if s.time_nsec >= 1_000_000_000 || FixedOffset::east_opt(s.utc_offset).is_none() {
-            return Err(Error::corrupt(what, "time out of range"));
-        }
-        if DateTime::from_timestamp(s.time, s.time_nsec).is_none() {
-            return Err(Error::corrupt(what, "time out of range"));
+        if s.time_nsec >= 1_000_000_000
+            || FixedOffset::east_opt(s.utc_offset).is_none()
+            || !time_in_range(s.time)
+        {
+            return Err(Error::corrupt(
+                what,
+                "time out of range (years 1 to 9999 are allowed)",
+            ));
         }
         Ok(s)
     }

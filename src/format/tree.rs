@@ -189,6 +189,12 @@ struct NodeExt {
 /// alone (measured in the README: Django releases).
 pub const INLINE_MAX: usize = 1024;
 
+/// How deeply directories may nest below a snapshot's root tree. Writers
+/// never exceed it (a path that deep is longer than any path the kernel
+/// accepts); readers refuse deeper trees with an error instead of walking
+/// them.
+pub const MAX_TREE_DEPTH: usize = 4096;
+
 /// How deeply inline subtrees may nest (bounds decoder recursion; an
 /// encoder that honours [`INLINE_MAX`] cannot nest deeper than ~12).
 pub const MAX_INLINE_DEPTH: usize = 32;

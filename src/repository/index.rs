@@ -270,11 +270,17 @@ pub struct BlobLocation {
 }
 
 /// All blobs known to the repository, by id.
+///
+/// A blob stored more than once (two backups racing, a pack written again
+/// after a crash) keeps every location: the first is where readers look
+/// first, the others are where they fall back to when that copy is damaged.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
     pack_pos: HashMap<Id, u32>,
     blobs: HashMap<Id, BlobLocation>,
+    /// Further copies of blobs stored more than once (rare).
+    copies: HashMap<Id, Vec<BlobLocation>>,
 }
 
 impl Index {
@@ -290,14 +296,34 @@ impl Index {
             (self.packs.len() - 1) as u32
         });
         for e in entries {
-            self.blobs.entry(e.id).or_insert(BlobLocation {
+            let loc = BlobLocation {
                 pack: pos,
                 kind: e.kind,
                 offset: e.offset,
                 length: e.length,
                 raw_length: e.raw_length,
-            });
+            };
+            match self.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
+                }
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    let copies = self.copies.entry(e.id).or_default();
+                    if *first.get() != loc && !copies.contains(&loc) {
+                        copies.push(loc);
+                    }
+                }
+            }
         }
+    }
+
+    /// Every location of a blob, the one readers use first first.
+    pub fn locations(&self, id: &Id) -> Vec<(Id, BlobLocation)> {
+        let mut out: Vec<(Id, BlobLocation)> = self.get(id).into_iter().collect();
+        if let Some(more) = self.copies.get(id) {
+            out.extend(more.iter().map(|l| (self.packs[l.pack as usize], *l)));
+        }
+        out
     }
 
     /// Location of a blob.

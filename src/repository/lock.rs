@@ -27,11 +27,12 @@ pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// A lock older than this (by its recorded time) is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
-/// Whether the holder of `info` is gone (too old, or a dead process on
-/// this host).
+/// Whether the holder of `info` is gone: not refreshed for
+/// [`STALE_AFTER`] (or dated that far in the future: a clock that wrong
+/// would otherwise keep the lock for ever), or a dead process on this host.
 pub fn is_stale(info: &LockInfo, this_host: &str) -> bool {
     let age = chrono::Utc::now().timestamp().saturating_sub(info.time);
-    if age > STALE_AFTER.as_secs() as i64 {
+    if age.unsigned_abs() > STALE_AFTER.as_secs() {
         return true;
     }
     if info.hostname == this_host {

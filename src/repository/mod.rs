@@ -75,6 +75,19 @@ pub struct OpenOptions {
     /// Take no shared lock for reading (read-only media); never applies to
     /// backups or to exclusive locks.
     pub no_lock: bool,
+    /// Told of every warning as it happens (see [`Repository::warnings`]).
+    pub on_warning: Option<WarningHandler>,
+}
+
+/// A callback for warnings: damage that cost one object but not the
+/// command (a snapshot file that cannot be read, say).
+#[derive(Clone)]
+pub struct WarningHandler(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for WarningHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WarningHandler")
+    }
 }
 
 /// A repository location, reached but not yet opened.
@@ -142,6 +155,7 @@ impl Connection {
             chunker,
             key_id,
             options: OpenOptions::default(),
+            warnings: Default::default(),
         }))
     }
 
@@ -161,6 +175,7 @@ impl Connection {
         }
         let mut found = None;
         let mut first_err = None;
+        let mut readable_keys = 0;
         for (kid, _) in keys {
             let h = Handle::new(FileKind::Key, kid);
             let what = h.rel_path();
@@ -168,6 +183,9 @@ impl Connection {
                 check_file_name(&kid, &b, &what)?;
                 KeyFile::decode(&b, &what)
             });
+            if parsed.is_ok() {
+                readable_keys += 1;
+            }
             match parsed.and_then(|kf| kf.unwrap_key(password, &what)) {
                 Ok(Some(k)) => {
                     found = Some((kid, k));
@@ -180,7 +198,12 @@ impl Connection {
             }
         }
         let Some((key_id, key)) = found else {
-            return Err(first_err.unwrap_or(Error::WrongPassword));
+            // A damaged key file among good ones does not make a wrong
+            // password anything else.
+            return Err(match first_err {
+                Some(e) if readable_keys == 0 => e,
+                _ => Error::WrongPassword,
+            });
         };
         let config = Config::decode(&key, &config_bytes)?;
         let chunker =
@@ -192,6 +215,7 @@ impl Connection {
             chunker,
             key_id,
             options,
+            warnings: Default::default(),
         }))
     }
 }
@@ -204,6 +228,21 @@ pub(crate) struct Core {
     pub(crate) chunker: Chunker,
     pub(crate) key_id: Id,
     pub(crate) options: OpenOptions,
+    pub(crate) warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl Core {
+    /// Records a warning (once) and tells the handler.
+    pub(crate) fn warn(&self, msg: String) {
+        let mut w = crate::sys::lock(&self.warnings);
+        if w.contains(&msg) {
+            return;
+        }
+        if let Some(h) = &self.options.on_warning {
+            (h.0)(&msg);
+        }
+        w.push(msg);
+    }
 }
 
 /// An open repository; `S` says which index is loaded.
@@ -242,11 +281,18 @@ pub trait Locate: sealed::Sealed + Sync {
     fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)>;
     /// Whether the blob is stored (located or only known by id).
     fn knows(&self, id: &Id) -> bool;
+    /// Every located copy of a blob, the preferred one first.
+    fn locations(&self, id: &Id) -> Vec<(Id, BlobLocation)> {
+        self.locate(id).into_iter().collect()
+    }
 }
 
 impl Locate for FullIndex {
     fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)> {
         self.index.get(id)
+    }
+    fn locations(&self, id: &Id) -> Vec<(Id, BlobLocation)> {
+        self.index.locations(id)
     }
     fn knows(&self, id: &Id) -> bool {
         self.index.contains(id)
@@ -256,6 +302,9 @@ impl Locate for FullIndex {
 impl Locate for BackupIndex {
     fn locate(&self, id: &Id) -> Option<(Id, BlobLocation)> {
         self.located.get(id)
+    }
+    fn locations(&self, id: &Id) -> Vec<(Id, BlobLocation)> {
+        self.located.locations(id)
     }
     fn knows(&self, id: &Id) -> bool {
         self.located.contains(id) || self.data.contains(id)
@@ -323,6 +372,11 @@ impl<S> Repository<S> {
     /// Where the repository is, for messages.
     pub fn location(&self) -> String {
         self.core.backend.location()
+    }
+
+    /// The warnings so far: damage that cost one object, not the command.
+    pub fn warnings(&self) -> Vec<String> {
+        crate::sys::lock(&self.core.warnings).clone()
     }
 
     /// The same repository with no index loaded.

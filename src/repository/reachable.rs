@@ -77,22 +77,22 @@ fn visit<S: Locate>(
     Ok(())
 }
 
-/// Marks a file content's data blobs and content-list blobs.
+/// Marks a file content's data blobs and content-list blobs (tree-type
+/// blobs prune must keep); a list already marked is not read again.
 fn mark_content<S: Locate>(
     repo: &Repository<S>,
     content: &[Id],
     depth: u8,
     r: &mut Reachable,
 ) -> Result<()> {
-    if depth == 0 {
-        r.data.extend(content.iter().copied());
-        return Ok(());
-    }
-    // Content-list blobs are tree-type blobs: prune must keep them.
-    let trees = &mut r.trees;
-    let data = repo.expand_content(content, depth, &mut |id| {
-        trees.insert(*id);
-    })?;
-    r.data.extend(data);
-    Ok(())
+    let Reachable { trees, data } = r;
+    repo.visit_content(
+        content,
+        depth,
+        &mut |list| trees.insert(*list),
+        &mut |id| {
+            data.insert(*id);
+        },
+        &mut |_, e| Err(e),
+    )
 }

@@ -4,6 +4,10 @@
 //! durable, so every snapshot that exists restores. Choosing one follows
 //! restic: a unique id prefix, `latest`, or the newest at or before a time,
 //! among the snapshots that pass a [`SnapshotFilter`].
+//!
+//! A damaged snapshot file costs that snapshot only: listings skip it with
+//! a warning naming the file, every other snapshot stays usable, `check`
+//! reports it, and `forget` can remove it by id.
 
 use super::Repository;
 use crate::backend::{FileKind, Handle};
@@ -51,14 +55,44 @@ impl<S> Repository<S> {
             .collect())
     }
 
-    /// Reads every snapshot, oldest first.
+    /// Reads every snapshot that can be read, oldest first. A damaged
+    /// snapshot file is skipped with a warning (it costs that snapshot
+    /// only); a file removed meanwhile is skipped silently; any other error
+    /// (the storage cannot be read) fails.
     pub fn load_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
         for id in self.snapshot_ids()? {
-            out.push((id, self.load_snapshot(&id)?));
+            match self.load_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if e.is_not_found() => {}
+                Err(e @ Error::Corrupt { .. }) => self.core.warn(format!(
+                    "{e}; this snapshot is skipped (`cairn forget {}` removes it)",
+                    id.short()
+                )),
+                Err(e) => return Err(e),
+            }
         }
         sort_by_time(&mut out);
         Ok(out)
+    }
+
+    /// The one snapshot file whose id starts with `prefix`, readable or
+    /// not (for `forget`, which must be able to remove a damaged one).
+    pub fn find_snapshot_id(&self, prefix: &str) -> Result<Id> {
+        if prefix == "latest" {
+            return Ok(self.find_snapshot(prefix, &SnapshotFilter::default())?.0);
+        }
+        let lower = check_prefix(prefix)?;
+        let matches: Vec<Id> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&lower))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(prefix.into())),
+            1 => Ok(matches[0]),
+            n => Err(Error::AmbiguousSnapshot(prefix.into(), n)),
+        }
     }
 
     /// Writes a snapshot; returns its id.
@@ -83,15 +117,20 @@ impl<S> Repository<S> {
                 .pop()
                 .ok_or_else(|| Error::SnapshotNotFound(selector.into()));
         }
-        let lower = selector.to_ascii_lowercase();
-        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidInput(format!(
-                "{selector:?} is not a snapshot id (hex digits) or \"latest\""
-            )));
-        }
+        let lower = check_prefix(selector)?;
         cands.retain(|(id, _)| id.to_hex().starts_with(&lower));
         match cands.len() {
-            0 => Err(Error::SnapshotNotFound(selector.into())),
+            0 => {
+                // Name the damage rather than "no such snapshot".
+                let damaged = self
+                    .snapshot_ids()?
+                    .into_iter()
+                    .find(|id| id.to_hex().starts_with(&lower));
+                match damaged.map(|id| self.load_snapshot(&id)) {
+                    Some(Err(e @ Error::Corrupt { .. })) => Err(e),
+                    _ => Err(Error::SnapshotNotFound(selector.into())),
+                }
+            }
             1 => Ok(cands.remove(0)),
             n => Err(Error::AmbiguousSnapshot(selector.into(), n)),
         }
@@ -114,6 +153,17 @@ impl<S> Repository<S> {
                 Error::SnapshotNotFound(format!("at or before {when}"))
             })
     }
+}
+
+/// A snapshot id prefix in lower case, or the error for one that is not hex.
+fn check_prefix(selector: &str) -> Result<String> {
+    let lower = selector.to_ascii_lowercase();
+    if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::InvalidInput(format!(
+            "{selector:?} is not a snapshot id (hex digits) or \"latest\""
+        )));
+    }
+    Ok(lower)
 }
 
 /// Sorts snapshots oldest first (ties by id, so the order is total).

@@ -65,10 +65,13 @@ pub struct DatabaseCopy {
     pub restarts: u32,
 }
 
+/// The first 16 bytes of every SQLite database file.
+pub const HEADER_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
 /// The page size a SQLite database file declares in its 100-byte header, or
 /// `None` if `header` does not start like a database file.
 pub fn header_page_size(header: &[u8]) -> Option<u32> {
-    if header.len() < 100 || &header[..16] != b"SQLite format 3\0" {
+    if header.len() < 100 || !header.starts_with(HEADER_MAGIC) {
         return None;
     }
     let size = match u16::from_be_bytes([header[16], header[17]]) {

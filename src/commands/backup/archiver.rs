@@ -48,6 +48,7 @@ pub(super) struct Archiver<'a> {
     counters: &'a Counters,
     progress: &'a dyn Progress,
     errors: Mutex<Vec<SourceError>>,
+    warnings: Mutex<Vec<SourceError>>,
     pub counts: WalkCounts,
 }
 
@@ -99,6 +100,7 @@ impl<'a> Archiver<'a> {
             counters,
             progress,
             errors: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
             counts: WalkCounts::default(),
         }
     }
@@ -107,9 +109,21 @@ impl<'a> Archiver<'a> {
     pub fn take_errors(&self) -> Vec<SourceError> {
         std::mem::take(&mut *lock(&self.errors))
     }
+
+    /// Entries stored with a caveat (taken out).
+    pub fn take_warnings(&self) -> Vec<SourceError> {
+        std::mem::take(&mut *lock(&self.warnings))
+    }
 }
 
 impl Archiver<'_> {
+    fn record_warning(&self, path: &Path, message: String) {
+        lock(&self.warnings).push(SourceError {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+
     fn record_error(&self, path: &Path, e: impl std::fmt::Display) {
         self.counters.add_error();
         lock(&self.errors).push(SourceError {
@@ -337,16 +351,19 @@ impl Archiver<'_> {
 
     /// Whether every blob of a content (lists and data blobs) is stored.
     fn blobs_known(&self, content: &[Id], depth: u8) -> bool {
-        if depth == 0 {
-            return content.iter().all(|id| self.packer.known(id));
-        }
-        let mut lists_known = true;
-        match self.repo.expand_content(content, depth, &mut |id| {
-            lists_known &= self.packer.known(id)
-        }) {
-            Ok(ids) => lists_known && ids.iter().all(|id| self.packer.known(id)),
-            Err(_) => false,
-        }
+        let all = std::cell::Cell::new(true);
+        let mut seen = HashSet::new();
+        let walked = self.repo.visit_content(
+            content,
+            depth,
+            &mut |list| {
+                all.set(all.get() && self.packer.known(list));
+                all.get() && seen.insert(*list)
+            },
+            &mut |id| all.set(all.get() && self.packer.known(id)),
+            &mut |_, e| Err(e),
+        );
+        walked.is_ok() && all.get()
     }
 
     /// Stores content-list blobs for `ids` if there are many; returns the
@@ -369,7 +386,25 @@ impl Archiver<'_> {
                 path.display()
             )));
         }
-        let cut = self.cut(sqlite_page_size(&file, &md));
+        let mut header = [0u8; 100];
+        let header = match std::os::unix::fs::FileExt::read_at(&file, &mut header, 0) {
+            Ok(n) => &header[..n],
+            Err(_) => &[][..],
+        };
+        let is_sqlite = header.starts_with(crate::sources::sqlite::HEADER_MAGIC);
+        if is_sqlite && let Some(beside) = live_database_files(path) {
+            self.record_warning(
+                path,
+                format!(
+                    "a live SQLite database ({beside} beside it) stored as it is on disk, which may be torn; back it up with --sqlite {}",
+                    path.display()
+                ),
+            );
+        }
+        let page_size = (md.len() >= PAGE_CUT_MIN_FILE)
+            .then(|| crate::sources::sqlite::header_page_size(header))
+            .flatten();
+        let cut = self.cut(page_size);
         let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, None)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
         node.size = size;
@@ -563,16 +598,19 @@ impl Archiver<'_> {
 /// content-defined chunks anyway.
 pub const PAGE_CUT_MIN_FILE: u64 = 1 << 20;
 
-/// The page size of a regular file that starts like a SQLite database and is
-/// at least [`PAGE_CUT_MIN_FILE`] long.
-fn sqlite_page_size(file: &File, md: &std::fs::Metadata) -> Option<u32> {
-    use std::os::unix::fs::FileExt;
-    if md.len() < PAGE_CUT_MIN_FILE {
-        return None;
-    }
-    let mut header = [0u8; 100];
-    file.read_exact_at(&mut header, 0).ok()?;
-    crate::sources::sqlite::header_page_size(&header)
+/// The journal or WAL file beside a database at `path` that shows it is in
+/// use ("app.db-wal"), if there is a non-empty one.
+fn live_database_files(path: &Path) -> Option<String> {
+    ["-wal", "-journal"].into_iter().find_map(|suffix| {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        let md = std::fs::symlink_metadata(&p).ok()?;
+        (md.is_file() && md.len() > 0).then(|| {
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        })
+    })
 }
 
 /// How a stream is cut into chunks.

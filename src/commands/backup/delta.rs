@@ -33,6 +33,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// blobs at the same positions.
 pub const REBASE_WHEN_DIFFERENT: (usize, usize) = (4, 5);
 
+/// Most pages a delta plan holds in memory (64M pages: a 256 GiB database
+/// of 4 KiB pages); a larger database is stored without deltas.
+pub const MAX_PLAN_IDS: usize = 1 << 26;
+
 /// How a database file is stored against a base version.
 #[derive(Debug)]
 pub struct DeltaPlan {
@@ -83,7 +87,12 @@ pub fn plan(
     if prev.kind != NodeKind::File || prev.content.is_empty() {
         return Ok(None);
     }
-    let Ok(prev_ids) = repo.data_ids(&prev) else {
+    // A database of `size` bytes has at most size / 512 pages (the smallest
+    // SQLite page); more ids than that is a damaged or hostile list.
+    let max_ids = usize::try_from(prev.size / 512 + 1)
+        .unwrap_or(usize::MAX)
+        .min(MAX_PLAN_IDS);
+    let Ok(prev_ids) = repo.data_ids_at_most(&prev, max_ids) else {
         return Ok(None);
     };
     let (base, base_ids) = match &prev.delta_base {
@@ -96,9 +105,15 @@ pub fn plan(
             prev_ids,
         ),
         Some(b) => {
-            let Ok(base_ids) = repo.expand_content(&b.content, b.depth, &mut |_| {}) else {
+            let base_ids: Result<Vec<Id>> = repo
+                .content_ids(&b.content, b.depth)
+                .and_then(|ids| ids.take(max_ids.saturating_add(1)).collect());
+            let Ok(base_ids) = base_ids else {
                 return Ok(None);
             };
+            if base_ids.len() > max_ids {
+                return Ok(None);
+            }
             let differing = prev_ids
                 .iter()
                 .enumerate()

@@ -107,6 +107,9 @@ pub struct BackupReport {
     pub snapshot: Snapshot,
     /// Unreadable entries.
     pub errors: Vec<SourceError>,
+    /// Entries stored with a caveat (a live SQLite database stored as it is
+    /// on disk).
+    pub warnings: Vec<SourceError>,
     /// Wall time of the backup.
     pub duration: std::time::Duration,
 }
@@ -350,6 +353,7 @@ fn run<S>(
     crate::commands::progress::check_cancelled(progress)?;
 
     let errors = archiver.take_errors();
+    let warnings = archiver.take_warnings();
     let snapshot = Snapshot {
         summary: summary(&archiver, &errors, started),
         error_messages: errors.iter().take(100).map(|e| e.to_string()).collect(),
@@ -368,6 +372,7 @@ fn run<S>(
         snapshot_id,
         snapshot,
         errors,
+        warnings,
         duration: clock.elapsed(),
     })
 }
