@@ -220,6 +220,7 @@ corpus_tests! {
     corpus_snapshot => "fuzz_snapshot",
     corpus_blob => "fuzz_blob",
     corpus_content_list => "fuzz_content_list",
+    corpus_lock => "fuzz_lock",
 }
 
 /// The generator and the decoders agree: freshly generated seeds decode too

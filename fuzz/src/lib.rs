@@ -36,6 +36,7 @@ use cairn::format::envelope::to_postcard;
 use cairn::format::id::Id;
 use cairn::format::index::{IndexFile, IndexPack};
 use cairn::format::keyfile::KeyFile;
+use cairn::format::lock::LockInfo;
 use cairn::format::pack::{self, PackBuilder, PackEntry};
 use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::tree::{BaseContent, Node, NodeKind, Tree};
@@ -66,6 +67,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fuzz_index", index),
     ("fuzz_tree", tree),
     ("fuzz_snapshot", snapshot),
+    ("fuzz_lock", lock),
     ("fuzz_blob", blob),
     ("fuzz_content_list", content_list),
 ];
@@ -312,12 +314,39 @@ pub fn snapshot(data: &[u8]) -> bool {
     let dt = s.datetime();
     assert_eq!(dt.timestamp(), s.time);
     let _ = dt.to_rfc3339();
+    // Everything cairn prints about a snapshot formats without panicking.
+    let _ = cairn::commands::views::snapshot_json(&Id::default(), &s);
+    let _ = cairn::commands::views::local_time(&s);
     let again = if sealed {
         Snapshot::decode(&key, &s.encode(&key).expect("encode"), WHAT)
     } else {
         Snapshot::from_plaintext(&to_postcard(&s).expect("encode"), WHAT)
     };
     assert_eq!(again.expect("re-decode"), s);
+    true
+}
+
+/// Lock files (`s & 1`: 0 sealed, 1 plaintext). What decodes also
+/// describes itself without panicking.
+pub fn lock(data: &[u8]) -> bool {
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    let decoded = if sel & 1 == 0 {
+        LockInfo::decode(&key, rest, WHAT)
+    } else {
+        let sealed = cairn::format::envelope::seal_plain(&key, cairn::format::lock::MAGIC, rest)
+            .expect("seal");
+        LockInfo::decode(&key, &sealed, WHAT)
+    };
+    let Ok(l) = decoded else {
+        return false;
+    };
+    let _ = cairn::repository::lock::describe(&l);
+    let _ = cairn::repository::lock::is_stale(&l, "fuzz-host");
+    let again = LockInfo::decode(&key, &l.encode(&key).expect("encode"), WHAT);
+    assert_eq!(again.expect("re-decode"), l);
     true
 }
 
@@ -713,5 +742,24 @@ pub fn seeds() -> Vec<Seed> {
             framed(1, &to_postcard(&s).expect("encode")),
         );
     }
+
+    // Lock files.
+    let lock = LockInfo {
+        time: 1_767_225_600,
+        exclusive: true,
+        hostname: "host".into(),
+        username: "user".into(),
+        pid: 4242,
+    };
+    add(
+        "fuzz_lock",
+        "sealed",
+        framed(0, &lock.encode(&key).expect("encode")),
+    );
+    add(
+        "fuzz_lock",
+        "plain",
+        framed(1, &to_postcard(&lock).expect("encode")),
+    );
     out
 }

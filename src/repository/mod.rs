@@ -173,9 +173,11 @@ impl Connection {
         if keys.is_empty() {
             return Err(Error::corrupt("keys/", "repository has no key files"));
         }
-        let mut found = None;
+        // Decode every key file first, then try the cheapest to stretch
+        // first: a key file anyone can add with extreme Argon2id costs
+        // (within the bounds) then delays only a wrong password.
         let mut first_err = None;
-        let mut readable_keys = 0;
+        let mut readable = Vec::new();
         for (kid, _) in keys {
             let h = Handle::new(FileKind::Key, kid);
             let what = h.rel_path();
@@ -183,10 +185,23 @@ impl Connection {
                 check_file_name(&kid, &b, &what)?;
                 KeyFile::decode(&b, &what)
             });
-            if parsed.is_ok() {
-                readable_keys += 1;
+            match parsed {
+                Ok(kf) => readable.push((kid, kf, what)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
-            match parsed.and_then(|kf| kf.unwrap_key(password, &what)) {
+        }
+        readable.sort_by_key(|(kid, kf, _)| {
+            (
+                u64::from(kf.kdf.memory_kib) * u64::from(kf.kdf.iterations),
+                *kid,
+            )
+        });
+        let readable_keys = readable.len();
+        let mut found = None;
+        for (kid, kf, what) in readable {
+            match kf.unwrap_key(password, &what) {
                 Ok(Some(k)) => {
                     found = Some((kid, k));
                     break;
