@@ -30,6 +30,9 @@ pub enum Error {
     /// permissions). `file` names what was being accessed.
     #[error("{file}: {message}")]
     Backend { file: String, message: String },
+    /// The bucket of an object-storage location does not exist.
+    #[error("{location}: bucket {bucket} does not exist (`cairn init` creates it)")]
+    NoSuchBucket { location: String, bucket: String },
     /// The operation was cancelled (by the user or a signal).
     #[error("cancelled")]
     Cancelled,

@@ -260,3 +260,24 @@ fn damage_in_memory_is_found() {
         report.errors
     );
 }
+
+mod support;
+
+/// The same lifecycle on a real S3 server, when one is running.
+#[test]
+fn lifecycle_on_s3() {
+    let Some(server) = support::s3_server("lifecycle_on_s3") else {
+        return;
+    };
+    let opts = cairn::backend::s3::S3Options::from_env(&[]).unwrap();
+    let loc = cairn::backend::s3::S3Location::parse(
+        &format!(
+            "{}/{}/repo",
+            server.endpoint,
+            server.unique_bucket("lifecycle")
+        ),
+        &opts.region,
+    )
+    .unwrap();
+    lifecycle(Arc::new(cairn::backend::S3Backend::new(loc, opts).unwrap()));
+}

@@ -16,6 +16,7 @@
 pub mod conformance;
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use s3::S3Backend;
 
 /// The kinds of files in a repository, each in its own folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,6 +181,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Removes a file. Removing a file that does not exist is not an
     /// error. When this returns `Ok`, the removal is durable.
     fn remove(&self, h: Handle) -> Result<()>;
+
+    /// How many large writes (packs) are worth running at once: 1 for a
+    /// local disk, more for a remote store where each request waits on the
+    /// network.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
 
     /// Removes what writers that died mid-write left behind (temporary
     /// files) and that is older than `min_age`; returns how many. Call it

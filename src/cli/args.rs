@@ -29,15 +29,20 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Args, Debug)]
 pub struct Global {
-    /// Repository location (a local directory)
+    /// Repository location: a local directory, or s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX],
+    /// or s3:BUCKET[/PREFIX] for AWS
     #[arg(
         short = 'r',
         long = "repo",
         env = "CAIRN_REPOSITORY",
         global = true,
-        value_name = "PATH"
+        value_name = "LOCATION"
     )]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<std::ffi::OsString>,
+    /// Backend option KEY=VALUE (repeatable): s3.region, s3.storage-class,
+    /// s3.connections, s3.if-none-match, s3.timeout, s3.retries
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
     /// Read the repository password from this file (its contents, less one trailing newline)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,

@@ -62,6 +62,20 @@ impl Ctx<'_> {
             .ok_or_else(|| anyhow!("repository location {p:?} is not valid UTF-8"))
     }
 
+    /// The `-o KEY=VALUE` pairs.
+    fn backend_options(&self) -> Result<Vec<(String, String)>> {
+        self.g
+            .options
+            .iter()
+            .map(|o| match o.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+                _ => Err(anyhow!(
+                    "-o {o:?}: use KEY=VALUE, e.g. -o s3.region=eu-west-1"
+                )),
+            })
+            .collect()
+    }
+
     fn sources(&self) -> password::Sources<'_> {
         password::Sources {
             file: self.g.password_file.as_deref(),
@@ -72,7 +86,7 @@ impl Ctx<'_> {
     /// Opens the repository: first whether it exists (so a missing one is
     /// reported before any password prompt), then the password.
     fn open(&self) -> Result<Repository> {
-        let conn = repository::connect(self.location()?)?;
+        let conn = repository::connect(self.location()?, &self.backend_options()?)?;
         if !conn.exists()? {
             return Err(cairn::Error::NotARepository(conn.location()).into());
         }
@@ -133,8 +147,8 @@ fn init(ctx: &Ctx, a: &InitArgs) -> Result<i32> {
         kdf: kdf(&a.kdf)?,
         database_chunking: cmd::init::parse_db_chunking(&a.db_chunking)?,
     };
-    let conn = repository::connect(ctx.location()?)?;
-    if conn.exists()? {
+    let conn = repository::connect(ctx.location()?, &ctx.backend_options()?)?;
+    if conn.exists_or_no_bucket()? {
         return Err(cairn::Error::AlreadyExists(format!(
             "{}: a repository already exists here; refusing to overwrite it",
             conn.location()

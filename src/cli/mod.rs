@@ -108,7 +108,9 @@ pub fn main() -> i32 {
         Err(e) => {
             err!("cairn: error: {e:#}");
             match e.downcast_ref::<cairn::Error>() {
-                Some(cairn::Error::NotARepository(_)) => EXIT_NO_REPOSITORY,
+                Some(cairn::Error::NotARepository(_) | cairn::Error::NoSuchBucket { .. }) => {
+                    EXIT_NO_REPOSITORY
+                }
                 Some(cairn::Error::WrongPassword) => EXIT_WRONG_PASSWORD,
                 Some(cairn::Error::Locked(_)) => EXIT_LOCKED,
                 _ => EXIT_ERROR,

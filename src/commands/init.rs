@@ -20,7 +20,7 @@ pub struct InitReport {
 /// its first key. Refuses a location that holds anything.
 pub fn init(conn: Connection, password: &[u8], opts: &InitOptions) -> Result<InitReport> {
     let location = conn.location();
-    if conn.exists()? {
+    if conn.exists_or_no_bucket()? {
         return Err(Error::AlreadyExists(format!(
             "{location}: a repository already exists here; refusing to overwrite it"
         )));

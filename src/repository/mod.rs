@@ -95,10 +95,32 @@ pub struct Connection {
     backend: Arc<dyn Backend>,
 }
 
-/// Reaches the repository at `location` (a local path).
-pub fn connect(location: &str) -> Result<Connection> {
+/// Reaches the repository at `location`: a local path, or
+/// `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]` / `s3:BUCKET[/PREFIX]` for
+/// S3-compatible object storage (credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). `options` are the
+/// `-o KEY=VALUE` pairs (`s3.region`, `s3.storage-class`, ...). Nothing is
+/// sent until the connection is used.
+pub fn connect(location: &str, options: &[(String, String)]) -> Result<Connection> {
     if location.is_empty() {
         return Err(Error::InvalidInput("empty repository location".into()));
+    }
+    if let Some((k, _)) = options.iter().find(|(k, _)| !k.starts_with("s3.")) {
+        return Err(Error::InvalidInput(format!(
+            "-o {k}: unknown option (backend options start with s3.)"
+        )));
+    }
+    if let Some(rest) = location.strip_prefix("s3:") {
+        let opts = crate::backend::s3::S3Options::from_env(options)?;
+        let loc = crate::backend::s3::S3Location::parse(rest, &opts.region)?;
+        return Ok(Connection::new(Arc::new(crate::backend::S3Backend::new(
+            loc, opts,
+        )?)));
+    }
+    if let Some((k, _)) = options.iter().find(|(k, _)| k.starts_with("s3.")) {
+        return Err(Error::InvalidInput(format!(
+            "-o {k}: S3 options need an s3: repository location"
+        )));
     }
     Ok(Connection::new(Arc::new(
         crate::backend::LocalBackend::new(location),
@@ -119,6 +141,15 @@ impl Connection {
     /// Whether a repository exists there (its config file does).
     pub fn exists(&self) -> Result<bool> {
         self.backend.exists(Handle::Config)
+    }
+
+    /// Like [`Connection::exists`], but a missing bucket is just "no
+    /// repository yet" (`init` creates the bucket).
+    pub fn exists_or_no_bucket(&self) -> Result<bool> {
+        match self.exists() {
+            Err(Error::NoSuchBucket { .. }) => Ok(false),
+            other => other,
+        }
     }
 
     /// Creates a new repository with `password` as its first key.

@@ -764,3 +764,56 @@ pub fn rename_to_hash(path: &Path) -> PathBuf {
     fs::rename(path, &new).unwrap();
     new
 }
+
+// ---------------------------------------------------------------------------
+// A real S3 server (Ceph RGW started by .ci/rgw.sh).
+
+/// Where the S3 test server is, from `eval "$(bash .ci/rgw.sh start)"`.
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+/// The S3 test server, or `None` (with a visible message) when none was
+/// started. With `CAIRN_TEST_REQUIRE_S3=1` (as CI sets) a missing server
+/// fails the test instead: CI never skips these.
+pub fn s3_server(test: &str) -> Option<S3Server> {
+    match std::env::var("CAIRN_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(S3Server { endpoint }),
+        _ => {
+            assert!(
+                std::env::var_os("CAIRN_TEST_REQUIRE_S3").is_none(),
+                "{test}: CAIRN_TEST_REQUIRE_S3 is set but CAIRN_TEST_S3_ENDPOINT is not"
+            );
+            eprintln!(
+                "SKIPPED {test}: no S3 server (run `eval \"$(bash .ci/rgw.sh start)\"` first)"
+            );
+            None
+        }
+    }
+}
+
+impl S3Server {
+    /// A bucket name no other test uses.
+    pub fn unique_bucket(&self, tag: &str) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag: String = tag
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(30)
+            .collect();
+        format!("t-{tag}-{}-{n}", std::process::id())
+    }
+
+    /// `s3:ENDPOINT/BUCKET/PREFIX` for a fresh bucket.
+    pub fn location(&self, tag: &str) -> String {
+        format!("s3:{}/{}/repo", self.endpoint, self.unique_bucket(tag))
+    }
+}
