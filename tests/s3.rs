@@ -262,3 +262,79 @@ fn two_backups_at_once_into_one_s3_repository() {
     repo.run(&["prune"]).ok();
     repo.run(&["check", "--read-data"]).ok();
 }
+
+#[test]
+fn copy_local_to_s3_to_s3_to_local() {
+    let Some(server) = s3_server("copy_local_to_s3_to_s3_to_local") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let src = ws.path("src");
+    write(&src.join("a.bin"), &random_bytes(11, 1 << 20));
+    write(&src.join("b/c.txt"), b"text\n");
+    let local = ws.init_repo("local", SMALL_CHUNKS);
+    local.backup(&[&src], &[]);
+    write(&src.join("b/d.txt"), b"more\n");
+    local.backup(&[&src], &["--tag", "second"]);
+    let with_from = |mut c: Command, from: &str| {
+        c.env("CAIRN_FROM_PASSWORD", PASSWORD)
+            .args(["--from-repo", from]);
+        c
+    };
+    // Local -> S3, sharing chunker parameters.
+    let offsite = S3Repo {
+        location: server.location("copy-offsite"),
+    };
+    run(with_from(
+        offsite.cmd(&[
+            "init",
+            "--copy-chunker-params",
+            "--kdf-memory",
+            "1024",
+            "--kdf-iterations",
+            "1",
+        ]),
+        local.path.to_str().unwrap(),
+    ))
+    .ok();
+    let r = run(with_from(
+        offsite.cmd(&["--json", "copy"]),
+        local.path.to_str().unwrap(),
+    ))
+    .ok();
+    assert_eq!(last_json(&r.stdout)["copied"].as_array().unwrap().len(), 2);
+    let r = run(with_from(
+        offsite.cmd(&["--json", "copy"]),
+        local.path.to_str().unwrap(),
+    ))
+    .ok();
+    assert!(
+        last_json(&r.stdout)["copied"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // S3 -> S3 (unrelated) and S3 -> local (unrelated).
+    let second = S3Repo::init(&server, "copy-second");
+    run(with_from(
+        second.cmd(&["copy", "--tag", "second"]),
+        &offsite.location,
+    ))
+    .ok();
+    let back = ws.init_repo("back", &[]);
+    run(with_from(back.cmd(&["copy"]), &second.location)).ok();
+    assert_eq!(back.snapshot_ids().len(), 1);
+    back.run(&["check", "--read-data"]).ok();
+    second.run(&["check", "--read-data"]).ok();
+    offsite.run(&["check", "--read-data"]).ok();
+    let t = ws.path("t");
+    back.restore("latest", &t, &["--verify"]).ok();
+    assert_eq!(
+        fs::read(restored(&t, &src).join("a.bin")).unwrap(),
+        random_bytes(11, 1 << 20)
+    );
+    assert_eq!(
+        fs::read(restored(&t, &src).join("b/d.txt")).unwrap(),
+        b"more\n"
+    );
+}

@@ -72,7 +72,10 @@ pub struct Global {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create a new repository
-    #[command(after_help = "Example:\n  cairn -r /srv/backup/repo init")]
+    #[command(after_help = "Examples:
+  cairn -r /srv/backup/repo init
+  cairn -r s3:https://s3.example.com/backups/app init
+  cairn -r s3:my-bucket/app init --from-repo /srv/backup/repo --copy-chunker-params")]
     Init(InitArgs),
     /// Back up files and directories into a new snapshot
     #[command(after_help = "Examples:
@@ -107,6 +110,12 @@ pub enum Command {
         after_help = "Examples:\n  cairn cat config\n  cairn cat snapshot latest\n  cairn cat key"
     )]
     Cat(CatArgs),
+    /// Copy snapshots from another repository (those this one lacks)
+    #[command(after_help = "Examples:
+  cairn -r s3:my-bucket/app copy --from-repo /srv/backup/repo --from-password-file ~/.pw
+  cairn -r /srv/backup/repo copy --from-repo s3:my-bucket/app --host app01 --dry-run
+  cairn -r s3:my-bucket/app copy --from-repo /srv/backup/repo 1a2b3c4d latest --json")]
+    Copy(CopyArgs),
     /// Remove snapshots according to a retention policy (or by id)
     #[command(after_help = "Examples:
   cairn forget --keep-hourly 24 --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run
@@ -156,8 +165,41 @@ pub struct KdfArgs {
     pub kdf_iterations: u32,
 }
 
+/// The source repository of `copy` (and of `init --copy-chunker-params`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FromRepoArgs {
+    /// The other repository (source of the snapshots or the chunker parameters)
+    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "LOCATION")]
+    pub from_repo: Option<std::ffi::OsString>,
+    /// Read the other repository's password from this file (else CAIRN_FROM_PASSWORD)
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the other repository's password
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_COMMAND", value_name = "CMD")]
+    pub from_password_command: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Snapshots to copy (id prefixes or "latest"; default: every snapshot passing the filters)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub from: FromRepoArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only report what would be copied
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
+    #[command(flatten)]
+    pub from: FromRepoArgs,
+    /// Share the --from-repo repository's chunker parameters and secrets, so that `copy` between the two moves only new blobs and never re-chunks
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
     /// zstd compression level (0 disables compression)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,

@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => restore(&ctx, a),
         Command::Cat(a) => cat(&ctx, a),
         Command::Key(k) => key(&ctx, k),
+        Command::Copy(a) => copy(&ctx, a),
         Command::Forget(a) => forget(&ctx, a),
         Command::Prune(a) => prune(&ctx, a),
         Command::Check(a) => check(&ctx, a),
@@ -91,6 +92,31 @@ impl Ctx<'_> {
             return Err(cairn::Error::NotARepository(conn.location()).into());
         }
         let pw = password::get(&self.sources(), "enter password for repository: ", false)?;
+        Ok(conn.open(&pw, self.open_options.clone())?)
+    }
+
+    /// Opens the `--from-repo` repository with its own password sources.
+    fn open_from(&self, from: &FromRepoArgs) -> Result<Repository> {
+        let loc = from.from_repo.as_deref().ok_or_else(|| {
+            anyhow!("no source repository: use --from-repo or set CAIRN_FROM_REPOSITORY")
+        })?;
+        let loc = loc
+            .to_str()
+            .ok_or_else(|| anyhow!("repository location {loc:?} is not valid UTF-8"))?;
+        let conn = repository::connect(loc, &self.backend_options()?)?;
+        if !conn.exists()? {
+            return Err(cairn::Error::NotARepository(conn.location()).into());
+        }
+        let sources = password::Sources {
+            file: from.from_password_file.as_deref(),
+            command: from.from_password_command.as_deref(),
+        };
+        let pw = password::get_from(
+            "CAIRN_FROM_PASSWORD",
+            &sources,
+            "enter password for the source repository: ",
+            false,
+        )?;
         Ok(conn.open(&pw, self.open_options.clone())?)
     }
 
@@ -155,8 +181,13 @@ fn init(ctx: &Ctx, a: &InitArgs) -> Result<i32> {
         ))
         .into());
     }
+    let from = match &a.from.from_repo {
+        Some(_) if a.copy_chunker_params => Some(ctx.open_from(&a.from)?),
+        Some(_) => bail!("--from-repo with init needs --copy-chunker-params"),
+        None => None,
+    };
     let pw = password::get(&ctx.sources(), "enter password for new repository: ", true)?;
-    let r = cmd::init::init(conn, &pw, &opts)?;
+    let r = cmd::init::init(conn, &pw, &opts, from.as_ref())?;
     if ctx.g.json {
         print_json(&json!({"message_type": "initialized", "id": r.id, "repository": r.location}))?;
     } else if !ctx.g.quiet {
@@ -281,6 +312,66 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
     } else {
         EXIT_PARTIAL
     })
+}
+
+fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<i32> {
+    let opts = cmd::copy::CopyOptions {
+        ids: a.snapshots.clone(),
+        filter: filter(&a.filter),
+        dry_run: a.dry_run,
+    };
+    let source = ctx.open_from(&a.from)?;
+    let dest = ctx.open()?;
+    let display = Display::new(Activity::Copy, ctx.g.json, ctx.g.quiet);
+    let result = cmd::copy::copy(&source, &dest, &opts, &display);
+    display.finish();
+    let r = result?;
+    if ctx.g.json {
+        print_json(&json!({
+            "message_type": "copy",
+            "dry_run": r.dry_run,
+            "shared_blob_ids": r.shared_blob_ids,
+            "copied": r.copied.iter().map(|c| json!({
+                "source_id": c.source_id.to_hex(),
+                "target_id": c.target_id.map(|i| i.to_hex()),
+                "snapshot": views::snapshot_json(&c.source_id, &c.snapshot),
+            })).collect::<Vec<_>>(),
+            "already_present": r.present.iter().map(|(s, d)| json!({
+                "source_id": s.to_hex(),
+                "target_id": d.to_hex(),
+            })).collect::<Vec<_>>(),
+            "blobs_copied": r.blobs_copied,
+            "data_copied": r.bytes_copied,
+            "data_copied_stored": r.bytes_stored,
+        }))?;
+    } else if !ctx.g.quiet {
+        for c in &r.copied {
+            out!(
+                "{} snapshot {} of {} ({}){}",
+                if r.dry_run { "would copy" } else { "copied" },
+                c.source_id.short(),
+                views::local_time(&c.snapshot),
+                c.snapshot.paths.join(", "),
+                c.target_id
+                    .map_or(String::new(), |t| format!(" as {}", t.short()))
+            );
+        }
+        out!(
+            "{} snapshots {}, {} already present; {} blobs added ({}, {} stored){}",
+            r.copied.len(),
+            if r.dry_run { "to copy" } else { "copied" },
+            r.present.len(),
+            r.blobs_copied,
+            bytes(r.bytes_copied),
+            bytes(r.bytes_stored),
+            if r.shared_blob_ids {
+                ""
+            } else {
+                "; the repositories do not share blob ids, so every blob was read and re-encoded"
+            }
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 fn snapshots(ctx: &Ctx, a: &SnapshotsArgs) -> Result<i32> {

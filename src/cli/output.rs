@@ -119,6 +119,8 @@ pub enum Activity {
     Backup,
     /// `restore`: files and bytes written.
     Restore,
+    /// `copy`: snapshots and their bytes copied.
+    Copy,
 }
 
 /// Progress shown to a person (a bar on a terminal) or to a program (a JSON
@@ -158,6 +160,13 @@ impl Display {
                 "bytes_done": s.bytes_done,
                 "error_count": s.errors,
             }),
+            Activity::Copy => json!({
+                "message_type": "status",
+                "seconds_elapsed": s.elapsed.as_secs(),
+                "percent_done": s.fraction_done(),
+                "snapshots_copied": s.files_done,
+                "total_snapshots": s.total_files,
+            }),
             Activity::Restore => json!({
                 "message_type": "status",
                 "seconds_elapsed": s.elapsed.as_secs(),
@@ -187,6 +196,7 @@ impl Progress for Display {
                 s.errors
             ),
             Activity::Restore => format!("{} files", s.files_done),
+            Activity::Copy => format!("{}/{} snapshots", s.files_done, s.total_files),
         });
         if self.json {
             let mut last = self.last_json.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,7 +24,13 @@ fn strip_newline(mut s: Vec<u8>) -> Vec<u8> {
 
 /// Gets the password; `confirm` asks twice at a prompt (for new passwords).
 pub fn get(src: &Sources, prompt: &str, confirm: bool) -> Result<Vec<u8>> {
-    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+    get_from("CAIRN_PASSWORD", src, prompt, confirm)
+}
+
+/// Like [`get`], with the password variable `var` (`CAIRN_FROM_PASSWORD`
+/// for the source repository of `copy`).
+pub fn get_from(var: &str, src: &Sources, prompt: &str, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(p) = std::env::var_os(var) {
         use std::os::unix::ffi::OsStringExt;
         return Ok(p.into_vec());
     }

@@ -1,7 +1,7 @@
 //! `init`: create a repository.
 
 use crate::error::{Error, Result};
-use crate::repository::Connection;
+use crate::repository::{Connection, Repository};
 
 pub use crate::format::chunker::{ChunkerParams, DatabaseChunking};
 pub use crate::format::crypto::KdfParams;
@@ -17,15 +17,26 @@ pub struct InitReport {
 }
 
 /// Creates a repository at the connection's location with `password` as
-/// its first key. Refuses a location that holds anything.
-pub fn init(conn: Connection, password: &[u8], opts: &InitOptions) -> Result<InitReport> {
+/// its first key. Refuses a location that holds anything. With `share_with`,
+/// the new repository shares that one's chunker parameters and chunking and
+/// blob-id secrets (`--copy-chunker-params`), so `copy` between them moves
+/// only new blobs.
+pub fn init(
+    conn: Connection,
+    password: &[u8],
+    opts: &InitOptions,
+    share_with: Option<&Repository>,
+) -> Result<InitReport> {
     let location = conn.location();
     if conn.exists_or_no_bucket()? {
         return Err(Error::AlreadyExists(format!(
             "{location}: a repository already exists here; refusing to overwrite it"
         )));
     }
-    let repo = conn.init(password, opts)?;
+    let repo = match share_with {
+        Some(source) => conn.init_sharing(password, opts, source)?,
+        None => conn.init(password, opts)?,
+    };
     Ok(InitReport {
         id: repo.id_hex(),
         location,

@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod copy;
 pub mod dump;
 pub mod forget;
 pub mod init;

@@ -74,6 +74,17 @@ impl<S: Locate> Repository<S> {
         self.read_blob_with(kind, id, &|base| self.read_base(base))
     }
 
+    /// Reads a blob and tells whether it is a delta, and against which base
+    /// (a copy to another repository keeps it a delta).
+    pub fn read_blob_and_base(&self, kind: BlobType, id: &Id) -> Result<(Vec<u8>, Option<Id>)> {
+        let named = std::cell::Cell::new(None);
+        let plain = self.read_blob_with(kind, id, &|base| {
+            named.set(Some(*base));
+            self.read_base(base)
+        })?;
+        Ok((plain, named.get()))
+    }
+
     /// Reads a delta blob's base: a data blob that is not itself a delta.
     pub fn read_base(&self, base: &Id) -> Result<Vec<u8>> {
         self.read_blob_with(BlobType::Data, base, &blob::no_base)

@@ -154,6 +154,38 @@ impl Connection {
 
     /// Creates a new repository with `password` as its first key.
     pub fn init(self, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        self.init_with_key(password, opts, MasterKey::generate()?)
+    }
+
+    /// Creates a repository that shares `source`'s chunking and blob-id
+    /// secrets and chunker settings (`init --copy-chunker-params`), with an
+    /// encryption key and password of its own: the same files give the
+    /// same blob ids in both, so `copy` moves only what the destination
+    /// lacks and never re-chunks.
+    pub fn init_sharing<S>(
+        self,
+        password: &[u8],
+        opts: &InitOptions,
+        source: &Repository<S>,
+    ) -> Result<Repository> {
+        let src = source.config();
+        let opts = InitOptions {
+            chunker: src.chunker,
+            database_chunking: src.database_chunking.unwrap_or(opts.database_chunking),
+            ..opts.clone()
+        };
+        let mut key = MasterKey::generate()?;
+        key.id = source.key().id;
+        key.chunker = source.key().chunker;
+        self.init_with_key(password, &opts, key)
+    }
+
+    fn init_with_key(
+        self,
+        password: &[u8],
+        opts: &InitOptions,
+        key: MasterKey,
+    ) -> Result<Repository> {
         if password.is_empty() {
             return Err(Error::InvalidInput(
                 "empty password: refusing to create a repository without a password".into(),
@@ -161,7 +193,6 @@ impl Connection {
         }
         opts.kdf.validate().map_err(Error::InvalidInput)?;
         let backend = self.backend;
-        let key = MasterKey::generate()?;
         let mut config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
         config.database_chunking = Some(opts.database_chunking);
         config.validate().map_err(Error::InvalidInput)?;
@@ -385,6 +416,12 @@ impl Repository<NoIndex> {
 }
 
 impl<S> Repository<S> {
+    /// Whether `other` names blobs as this repository does (both use the
+    /// same blob-id secret, as `init --copy-chunker-params` makes them).
+    pub fn shares_blob_ids<T>(&self, other: &Repository<T>) -> bool {
+        self.core.key.id == other.core.key.id
+    }
+
     /// The repository's settings.
     pub fn config(&self) -> &Config {
         &self.core.config

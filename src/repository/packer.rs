@@ -173,6 +173,33 @@ impl<'r> Packer<'r> {
         Ok(true)
     }
 
+    /// Stores a data blob copied from another repository under its id
+    /// `id`: as a delta against `base` (its id and plaintext) when given and
+    /// smaller, else compressed alone (a delta id still names the same
+    /// plaintext either way). Returns whether it was new.
+    pub fn save_copy(&self, id: Id, plaintext: &[u8], base: Option<(&Id, &[u8])>) -> Result<bool> {
+        if !self.claim(&id) {
+            return Ok(false);
+        }
+        let delta = match base {
+            Some((base_id, base)) => blob::encode_delta(
+                &self.core.key,
+                &id,
+                base_id,
+                base,
+                plaintext,
+                self.level.max(1),
+            )?,
+            None => None,
+        };
+        let encoded = match delta {
+            Some(d) => d,
+            None => blob::encode(&self.core.key, BlobType::Data, &id, plaintext, self.level)?,
+        };
+        self.add_encoded(BlobType::Data, id, &encoded, plaintext.len())?;
+        Ok(true)
+    }
+
     /// Adds an already encoded blob (used by prune to copy blobs unchanged).
     pub fn add_encoded(
         &self,
