@@ -124,7 +124,7 @@ pub fn config(data: &[u8]) -> bool {
     let again = if sealed {
         Config::decode(&key, &c.encode(&key).expect("encode"))
     } else {
-        Config::from_plaintext(&to_postcard(&c).expect("encode"), WHAT)
+        Config::from_plaintext(&c.to_plaintext().expect("encode"), WHAT)
     };
     assert_eq!(again.expect("re-decode"), c);
     // A validated config must drive the chunker without tripping fastcdc's
@@ -320,7 +320,7 @@ pub fn snapshot(data: &[u8]) -> bool {
     let again = if sealed {
         Snapshot::decode(&key, &s.encode(&key).expect("encode"), WHAT)
     } else {
-        Snapshot::from_plaintext(&to_postcard(&s).expect("encode"), WHAT)
+        Snapshot::from_plaintext(&s.to_plaintext().expect("encode"), WHAT)
     };
     assert_eq!(again.expect("re-decode"), s);
     true
