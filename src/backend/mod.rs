@@ -13,6 +13,7 @@
 //! locks is content-addressed (its name is the BLAKE3 hash of its bytes),
 //! so files are never overwritten: a write to an existing name fails.
 
+pub mod cache;
 pub mod conformance;
 pub mod local;
 pub mod memory;
@@ -146,6 +147,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// [`Error::NotFound`].
     fn read(&self, h: Handle) -> Result<Vec<u8>>;
 
+    /// Like [`Backend::read_range`], for a range of a pack that holds
+    /// metadata (tree blobs, content lists): a caching backend keeps the
+    /// whole pack, since the next tree read will want its neighbours.
+    fn read_metadata_range(&self, h: Handle, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read_range(h, offset, len)
+    }
+
     /// `len` bytes starting at `offset`. A range that does not lie wholly
     /// inside the file is an error ([`Error::Corrupt`] naming the file:
     /// "shorter than expected"), never a short result. A missing file is
@@ -176,6 +184,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn write_staged(&self, h: Handle, staged: Staged) -> Result<()> {
         let bytes = staged.into_bytes()?;
         self.write(h, &bytes)
+    }
+
+    /// Like [`Backend::write_staged`], for a pack of metadata (a caching
+    /// backend keeps a copy).
+    fn write_staged_metadata(&self, h: Handle, staged: Staged) -> Result<()> {
+        self.write_staged(h, staged)
+    }
+
+    /// Whether every request crosses a network (a cache pays off).
+    fn is_remote(&self) -> bool {
+        false
     }
 
     /// Removes a file. Removing a file that does not exist is not an

@@ -676,6 +676,10 @@ impl Backend for S3Backend {
     fn write_concurrency(&self) -> usize {
         self.options.connections.clamp(1, 16)
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

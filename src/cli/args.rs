@@ -63,6 +63,12 @@ pub struct Global {
     /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m)
     #[arg(long, global = true, value_name = "DURATION", default_value = "0s")]
     pub retry_lock: String,
+    /// Cache a remote repository's metadata here (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local cache for a remote repository
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Do not take a shared lock (for read-only repositories; never for backup)
     #[arg(long, global = true)]
     pub no_lock: bool,

@@ -23,6 +23,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     let open_options = OpenOptions {
         retry_lock: cairn::timespec::parse_duration(&g.retry_lock).context("--retry-lock")?,
         no_lock: g.no_lock,
+        cache_dir: g.cache_dir.clone(),
+        no_cache: g.no_cache,
         on_warning: Some(repository::WarningHandler(std::sync::Arc::new(
             |m: &str| err!("cairn: warning: {}", output::escape(m)),
         ))),

@@ -133,6 +133,8 @@ pub struct PackWriter<W: std::io::Write> {
 pub struct FinishedPackWriter<W> {
     /// BLAKE3 of the pack bytes: its file name.
     pub id: Id,
+    /// Type of every blob in it.
+    pub kind: BlobType,
     /// The writer, with every byte of the pack written to it (not flushed).
     pub out: W,
     /// The blobs it holds.
@@ -187,6 +189,7 @@ impl<W: std::io::Write> PackWriter<W> {
         self.write(&tail)?;
         Ok(FinishedPackWriter {
             id: Id(*self.hasher.finalize().as_bytes()),
+            kind: self.kind,
             out: self.out,
             entries: self.entries,
         })

@@ -122,10 +122,11 @@ impl<S: Locate> Repository<S> {
             return Err(wrong_type(id, loc.kind, kind));
         }
         let h = Handle::new(FileKind::Pack, pack);
-        let sealed = self
-            .core
-            .backend
-            .read_range(h, loc.offset, loc.length as usize)?;
+        let backend = &self.core.backend;
+        let sealed = match kind {
+            BlobType::Tree => backend.read_metadata_range(h, loc.offset, loc.length as usize)?,
+            BlobType::Data => backend.read_range(h, loc.offset, loc.length as usize)?,
+        };
         let plain = blob::decode(&self.core.key, kind, id, &sealed, &h.rel_path(), base)?;
         if plain.len() != loc.raw_length as usize {
             return Err(Error::corrupt(

@@ -77,6 +77,11 @@ pub struct OpenOptions {
     pub no_lock: bool,
     /// Told of every warning as it happens (see [`Repository::warnings`]).
     pub on_warning: Option<WarningHandler>,
+    /// Where to cache a remote repository's metadata (default:
+    /// `$XDG_CACHE_HOME/cairn`); see [`crate::backend::cache`].
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Use no cache.
+    pub no_cache: bool,
 }
 
 /// A callback for warnings: damage that cost one object but not the
@@ -285,6 +290,7 @@ impl Connection {
         let config = Config::decode(&key, &config_bytes)?;
         let chunker =
             Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
+        let backend = with_cache(backend, &config, &options)?;
         Ok(Repository::from_core(Core {
             backend,
             key,
@@ -295,6 +301,28 @@ impl Connection {
             warnings: Default::default(),
         }))
     }
+}
+
+/// A remote backend behind a local cache, unless caching is off.
+fn with_cache(
+    backend: Arc<dyn Backend>,
+    config: &Config,
+    options: &OpenOptions,
+) -> Result<Arc<dyn Backend>> {
+    if !backend.is_remote() || options.no_cache {
+        return Ok(backend);
+    }
+    let Some(base) = options
+        .cache_dir
+        .clone()
+        .or_else(crate::backend::cache::default_dir)
+    else {
+        return Ok(backend);
+    };
+    let id = hex::encode(config.id);
+    Ok(Arc::new(crate::backend::cache::CachedBackend::new(
+        backend, &base, &id,
+    )?))
 }
 
 /// What every state of an open repository shares.

@@ -70,35 +70,70 @@ impl<'r> Packer<'r> {
     pub fn new<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
         let core: &Core = &repo.core;
         let pack_size = core.config.pack_size as usize;
-        let (tx, rx) = sync_channel::<Finished>(2);
         let backend = core.backend.clone();
+        let (tx, rx) = sync_channel::<Finished>(2);
         let key = core.key.clone();
         let failed = Arc::new(Mutex::new(None));
         let failed_w = failed.clone();
+        let uploads = backend.write_concurrency().max(1);
+        // The writer: `uploads` threads take finished packs from the queue
+        // and store them (several at once for a remote store); every
+        // INDEX_EVERY stored packs, one of them writes an index file naming
+        // only packs already durable.
         let writer = std::thread::spawn(move || -> Result<Vec<IndexPack>> {
-            let mut all = Vec::new();
-            let mut unindexed: Vec<IndexPack> = Vec::new();
-            let result: Result<()> = (|| {
-                for pack in rx {
-                    backend.write_staged(Handle::new(FileKind::Pack, pack.id), pack.out)?;
-                    unindexed.push(IndexPack {
+            let rx = Mutex::new(rx);
+            // (stored but not yet indexed, indexed)
+            let state: Mutex<(Vec<IndexPack>, Vec<IndexPack>)> = Mutex::default();
+            let first_error: Mutex<Option<Error>> = Mutex::new(None);
+            let store = |pack: Finished| -> Result<()> {
+                let h = Handle::new(FileKind::Pack, pack.id);
+                match pack.kind {
+                    BlobType::Tree => backend.write_staged_metadata(h, pack.out)?,
+                    BlobType::Data => backend.write_staged(h, pack.out)?,
+                }
+                let batch = {
+                    let mut st = lock(&state);
+                    st.0.push(IndexPack {
                         id: pack.id,
                         blobs: pack.entries,
                     });
-                    if unindexed.len() >= INDEX_EVERY {
-                        write_index(backend.as_ref(), &key, &unindexed)?;
-                        all.append(&mut unindexed);
-                    }
-                }
-                if !unindexed.is_empty() {
-                    write_index(backend.as_ref(), &key, &unindexed)?;
-                    all.append(&mut unindexed);
+                    (st.0.len() >= INDEX_EVERY).then(|| std::mem::take(&mut st.0))
+                };
+                if let Some(batch) = batch {
+                    write_index(backend.as_ref(), &key, &batch)?;
+                    lock(&state).1.extend(batch);
                 }
                 Ok(())
-            })();
-            if let Err(e) = result {
-                *failed_w.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            };
+            std::thread::scope(|s| {
+                for _ in 0..uploads {
+                    s.spawn(|| {
+                        // Keep draining after a failure, so senders never block.
+                        while let Ok(pack) = {
+                            let rx = lock(&rx);
+                            rx.recv()
+                        } {
+                            if lock(&first_error).is_some() {
+                                continue;
+                            }
+                            if let Err(e) = store(pack) {
+                                *lock(&failed_w) = Some(e.to_string());
+                                lock(&first_error).get_or_insert(e);
+                            }
+                        }
+                    });
+                }
+            });
+            if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 return Err(e);
+            }
+            let (rest, mut all) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !rest.is_empty() {
+                if let Err(e) = write_index(backend.as_ref(), &key, &rest) {
+                    *lock(&failed_w) = Some(e.to_string());
+                    return Err(e);
+                }
+                all.extend(rest);
             }
             Ok(all)
         });
