@@ -96,10 +96,11 @@ impl CachedBackend {
         let Some(dir) = p.parent() else { return };
         if let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir) {
             use std::io::Write;
-            if tmp.write_all(bytes).is_ok() && tmp.persist(&p).is_ok() {
-                if let Handle::File(FileKind::Pack, id) = h {
-                    crate::sys::lock(&self.verified).insert(id);
-                }
+            if tmp.write_all(bytes).is_ok()
+                && tmp.persist(&p).is_ok()
+                && let Handle::File(FileKind::Pack, id) = h
+            {
+                crate::sys::lock(&self.verified).insert(id);
             }
         }
     }
