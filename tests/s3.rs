@@ -13,6 +13,8 @@ use cairn::backend::{Backend, FileKind};
 use std::ffi::OsStr;
 use std::fs;
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use support::http_proxy;
 use support::*;
 
 /// A repository at an S3 location, driven through the binary.
@@ -337,4 +339,159 @@ fn copy_local_to_s3_to_s3_to_local() {
         fs::read(restored(&t, &src).join("b/d.txt")).unwrap(),
         b"more\n"
     );
+}
+
+/// A proxy in front of the test server, and the location of a fresh
+/// repository through it.
+fn proxied(server: &S3Server, tag: &str) -> (http_proxy::Proxy, String) {
+    let upstream = server.endpoint.trim_start_matches("http://");
+    let p = http_proxy::Proxy::start(upstream, "127.0.0.1:0").unwrap();
+    let loc = format!("s3:{}/{}/repo", p.endpoint(), server.unique_bucket(tag));
+    (p, loc)
+}
+
+fn some_data(ws: &Workspace, files: u64, size: usize) -> std::path::PathBuf {
+    let src = ws.path("src");
+    for i in 0..files {
+        write(
+            &src.join(format!("d{}/f{i}", i % 7)),
+            &random_bytes(i, size),
+        );
+    }
+    src
+}
+
+#[test]
+fn transient_server_errors_and_dropped_connections_are_retried() {
+    let Some(server) = s3_server("transient_server_errors_and_dropped_connections_are_retried")
+    else {
+        return;
+    };
+    let ws = Workspace::new();
+    let (proxy, location) = proxied(&server, "faults");
+    let repo = S3Repo { location };
+    repo.run(&["init", "--kdf-memory", "1024", "--kdf-iterations", "1"])
+        .ok();
+    let src = some_data(&ws, 60, 200_000);
+    proxy.state.fail_every.store(7, Ordering::Relaxed);
+    proxy.state.drop_every.store(11, Ordering::Relaxed);
+    repo.backup(&[src.to_str().unwrap()]);
+    let t = ws.path("t");
+    repo.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ])
+    .ok();
+    repo.run(&["check", "--read-data"]).ok();
+    assert!(
+        proxy.state.faults.load(Ordering::Relaxed) > 5,
+        "{}",
+        proxy.state.summary()
+    );
+}
+
+#[test]
+fn an_outage_mid_backup_fails_cleanly_and_the_next_backup_completes() {
+    let Some(server) =
+        s3_server("an_outage_mid_backup_fails_cleanly_and_the_next_backup_completes")
+    else {
+        return;
+    };
+    let ws = Workspace::new();
+    let (proxy, location) = proxied(&server, "outage");
+    let repo = S3Repo { location };
+    repo.run(&[
+        "init",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+    ])
+    .ok();
+    let src = some_data(&ws, 40, 500_000);
+    proxy.state.latency_ms.store(20, Ordering::Relaxed);
+    let mut child = repo.cmd(&["backup", src.to_str().unwrap()]);
+    child
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while proxy.state.puts.load(Ordering::Relaxed) < 4 && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    proxy.state.down.store(true, Ordering::Relaxed);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    proxy.state.down.store(false, Ordering::Relaxed);
+    proxy.state.latency_ms.store(0, Ordering::Relaxed);
+    repo.run(&["unlock"]).ok();
+    repo.run(&["check"]).ok();
+    repo.backup(&[src.to_str().unwrap()]);
+    repo.run(&["prune"]).ok();
+    repo.run(&["check", "--read-data"]).ok();
+    let t = ws.path("t");
+    repo.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ])
+    .ok();
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_a_repository_check_accepts() {
+    let Some(server) = s3_server("kill_9_mid_upload_leaves_a_repository_check_accepts") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let (proxy, location) = proxied(&server, "kill");
+    let repo = S3Repo { location };
+    repo.run(&[
+        "init",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+    ])
+    .ok();
+    let src = some_data(&ws, 40, 500_000);
+    proxy.state.latency_ms.store(20, Ordering::Relaxed);
+    let mut child = repo
+        .cmd(&["backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while proxy.state.puts.load(Ordering::Relaxed) < 6 && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.state.latency_ms.store(0, Ordering::Relaxed);
+    // The lock of the killed process is stale (its process is gone).
+    repo.run(&["check"]).ok();
+    repo.backup(&[src.to_str().unwrap()]);
+    repo.run(&["prune"]).ok();
+    repo.run(&["check", "--read-data"]).ok();
+    let t = ws.path("t");
+    repo.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ])
+    .ok();
 }

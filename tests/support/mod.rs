@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod env;
+pub mod http_proxy;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
