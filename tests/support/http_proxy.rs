@@ -236,7 +236,7 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
         let n = st.seen.fetch_add(1, Ordering::Relaxed) + 1;
         let every = |c: &AtomicU64| {
             let k = c.load(Ordering::Relaxed);
-            k > 0 && n % k == 0
+            k > 0 && n.is_multiple_of(k)
         };
         let latency = st.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
