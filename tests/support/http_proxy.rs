@@ -224,6 +224,28 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
     while let Some(req) = read_head(&mut from_client)? {
         let method = req.first.split(' ').next().unwrap_or("").to_string();
         let target = req.first.split(' ').nth(1).unwrap_or("");
+        // The proxy's own control requests (for scripts): counters, reset,
+        // latency.
+        if let Some(cmd) = target.strip_prefix("/__proxy/") {
+            relay_body(&req, &mut from_client, &mut std::io::sink(), false)?;
+            let body = match cmd.split_once('=') {
+                Some(("latency", ms)) => {
+                    st.latency_ms.store(ms.parse().unwrap_or(0), Ordering::Relaxed);
+                    "ok\n".to_string()
+                }
+                _ if cmd == "reset" => {
+                    st.reset_counts();
+                    "ok\n".to_string()
+                }
+                _ => format!("{}\n", st.summary()),
+            };
+            write!(
+                to_client,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         match method.as_str() {
             "GET" if target.contains("list-type") => &st.lists,
             "GET" => &st.gets,

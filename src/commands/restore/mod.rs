@@ -7,15 +7,17 @@
 //! last, after everything that could be written through them. Every blob is
 //! authenticated and its id re-hashed before a byte reaches the disk; a file
 //! whose content cannot be read is removed rather than left with wrong data.
-//! Directory metadata is applied last, deepest first.
+//! Directory metadata is applied last, deepest first. File contents are
+//! read pack by pack ([`contents`]).
+
+mod contents;
 
 use crate::commands::progress::{Counters, Progress, run_reporting};
 use crate::error::{Error, IoContext, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::DatabaseRecord;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::repository::blobs::RunGrouper;
-use crate::repository::{BlobRun, FullIndex, Repository};
+use crate::repository::{FullIndex, Repository};
 use crate::sources::walk::PatternSet;
 use crate::sys::lock;
 use rayon::prelude::*;
@@ -23,7 +25,7 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -215,25 +217,34 @@ fn restore_counted(
     let linked: std::collections::HashSet<usize> = links.iter().map(|l| l.0).collect();
     let written: Vec<AtomicBool> = plan.files.iter().map(|_| AtomicBool::new(false)).collect();
     let euid = crate::sys::euid();
-    plan.files.par_iter().enumerate().for_each(|(i, f)| {
-        if linked.contains(&i) || cancel.cancelled() {
-            return;
-        }
-        let p = target.join(&f.rel);
-        match write_file(repo, &p, &f.node, progress) {
-            Ok(()) => {
-                written[i].store(true, Ordering::Relaxed);
-                if let Err(e) = apply_metadata(&p, &f.node, euid) {
-                    err(&p, &e);
+    let jobs: Vec<(usize, contents::FileJob)> = plan
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !linked.contains(i))
+        .map(|(i, f)| {
+            (
+                i,
+                contents::FileJob {
+                    path: target.join(&f.rel),
+                    node: &f.node,
+                },
+            )
+        })
+        .collect();
+    let (indexes, jobs): (Vec<usize>, Vec<contents::FileJob>) = jobs.into_iter().unzip();
+    let outcomes = contents::write_contents(repo, &jobs, progress, cancel);
+    for ((i, job), outcome) in indexes.iter().zip(&jobs).zip(outcomes) {
+        match outcome {
+            None => {
+                written[*i].store(true, Ordering::Relaxed);
+                if let Err(e) = apply_metadata(&job.path, job.node, euid) {
+                    err(&job.path, &e);
                 }
             }
-            Err(e) => {
-                // Never leave a file with wrong or partial content.
-                let _ = fs::remove_file(&p);
-                err(&p, &e);
-            }
+            Some(why) => err(&job.path, &why),
         }
-    });
+    }
     crate::commands::progress::check_cancelled(cancel)?;
     for (i, first) in &links {
         let p = target.join(&plan.files[*i].rel);
@@ -452,160 +463,6 @@ fn remove_existing(p: &Path) -> Result<()> {
         Ok(_) => fs::remove_file(p).at(p),
         Err(_) => Ok(()),
     }
-}
-
-fn write_file(
-    repo: &Repository<FullIndex>,
-    p: &Path,
-    node: &Node,
-    progress: &Counters,
-) -> Result<()> {
-    // Only a plain file with a single name may be overwritten in place.
-    // Anything else is replaced: writing through a hard link would change
-    // the other names too (another restored file, or a file outside the
-    // target), and opening a FIFO for writing would block forever.
-    if let Ok(md) = fs::symlink_metadata(p) {
-        use std::os::unix::fs::MetadataExt;
-        if !md.is_file() || md.nlink() > 1 {
-            remove_existing(p)?;
-        }
-    }
-    let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            // O_NONBLOCK: should a FIFO appear here meanwhile, fail
-            // instead of waiting for a reader (no effect on regular files).
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(p)
-    };
-    let file = match open() {
-        Ok(f) => f,
-        Err(_) => {
-            remove_existing(p)?;
-            open().at(p)?
-        }
-    };
-    // Offsets come from the index, so the chunks of one large file can be
-    // read, decrypted and written in parallel with positional writes; blobs
-    // stored back to back are read together (a database has one per page).
-    // The content lists are read as the runs go out, a batch at a time, so
-    // a file's list of blobs never has to fit in memory.
-    let write_run = |(run, offset): &(BlobRun, u64)| -> Result<()> {
-        let plaintexts = repo.read_run(run)?;
-        let mut writer = SparseWriter::new(&file, p, *offset);
-        for data in &plaintexts {
-            writer.push(data)?;
-        }
-        let written = writer.finish()?;
-        progress.add_done(0, written);
-        Ok(())
-    };
-    let flush = |batch: &mut Vec<(BlobRun, u64)>| -> Result<()> {
-        if batch.len() > 1 {
-            batch.par_iter().try_for_each(write_run)?;
-        } else {
-            batch.iter().try_for_each(write_run)?;
-        }
-        batch.clear();
-        Ok(())
-    };
-    let mut batch = Vec::new();
-    let mut runs = RunGrouper::new(RUN_MAX_BYTES);
-    for b in repo.file_blobs(node)? {
-        if let Some(run) = runs.push(b?) {
-            batch.push(run);
-            if batch.len() >= RUN_BATCH {
-                flush(&mut batch)?;
-            }
-        }
-    }
-    batch.extend(runs.finish());
-    flush(&mut batch)?;
-    // Trailing holes need the length set explicitly (`file_blobs` checked
-    // that the content is exactly the recorded size).
-    file.set_len(node.size).at(p)?;
-    progress.add_done(1, 0);
-    Ok(())
-}
-
-/// Most encoded bytes read with one request during restore.
-const RUN_MAX_BYTES: u64 = 1 << 20;
-
-/// Runs of one file read and written in parallel at a time.
-const RUN_BATCH: usize = 64;
-
-/// Granularity of holes: a page-aligned run of zeros is not written, so
-/// the file system leaves a hole there (as `cp --sparse=always` does).
-const HOLE_PAGE: u64 = 4096;
-
-/// Writes consecutive pieces of a new (truncated, so all-holes) file at
-/// increasing offsets, merging non-zero bytes into few writes and skipping
-/// zero pages.
-struct SparseWriter<'f> {
-    file: &'f std::fs::File,
-    path: &'f Path,
-    /// Offset of the next byte pushed.
-    at: u64,
-    start: u64,
-    pending: Vec<u8>,
-    pending_at: u64,
-}
-
-impl<'f> SparseWriter<'f> {
-    fn new(file: &'f std::fs::File, path: &'f Path, at: u64) -> SparseWriter<'f> {
-        SparseWriter {
-            file,
-            path,
-            at,
-            start: at,
-            pending: Vec::new(),
-            pending_at: at,
-        }
-    }
-
-    /// Appends `data` at the current offset.
-    fn push(&mut self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            // Up to the next page boundary of the file.
-            let in_page = (HOLE_PAGE - self.at % HOLE_PAGE) as usize;
-            let (piece, rest) = data.split_at(in_page.min(data.len()));
-            if is_zero(piece) {
-                self.write_pending()?;
-            } else {
-                if self.pending.is_empty() {
-                    self.pending_at = self.at;
-                }
-                self.pending.extend_from_slice(piece);
-            }
-            self.at += piece.len() as u64;
-            data = rest;
-        }
-        Ok(())
-    }
-
-    fn write_pending(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            self.file
-                .write_all_at(&self.pending, self.pending_at)
-                .at(self.path)?;
-            self.pending.clear();
-        }
-        Ok(())
-    }
-
-    /// Writes what is pending; returns the bytes covered.
-    fn finish(mut self) -> Result<u64> {
-        self.write_pending()?;
-        Ok(self.at - self.start)
-    }
-}
-
-fn is_zero(data: &[u8]) -> bool {
-    let (pre, mid, post) = unsafe { data.align_to::<u128>() };
-    pre.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
 }
 
 /// What [`create_special`] did.
