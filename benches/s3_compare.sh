@@ -130,7 +130,8 @@ timed() {
     ((rc == 0 || rc == 3)) || { log "  $tool $step failed; see $lf"; tail -5 "$lf" >&2; }
 }
 
-location() { echo "s3:$PROXY/bench-$1/r$REP"; }
+RUN_ID=$(date +%s)
+location() { echo "s3:$PROXY/bench-$1-$RUN_ID/r$REP"; }
 
 backup() {
     local step=$1 tool=$2

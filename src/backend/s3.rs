@@ -350,6 +350,9 @@ impl S3Backend {
     }
 
     fn err(&self, h: Handle, what: &str, e: opendal::Error) -> Error {
+        if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket") {
+            return self.no_such_bucket();
+        }
         match e.kind() {
             ErrorKind::NotFound => Error::not_found(h.rel_path()),
             ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists => {
@@ -465,6 +468,13 @@ impl S3Backend {
         }
     }
 
+    fn no_such_bucket(&self) -> Error {
+        Error::NoSuchBucket {
+            location: self.location.display(),
+            bucket: self.location.bucket.clone(),
+        }
+    }
+
     fn access_denied(&self, what: &str) -> Error {
         Error::Backend {
             file: self.location.display(),
@@ -559,10 +569,7 @@ impl Backend for S3Backend {
             Ok(_) => Ok(true),
             Err(Error::NotFound { .. }) => {
                 if h == Handle::Config && !self.bucket_exists()? {
-                    return Err(Error::NoSuchBucket {
-                        location: self.location.display(),
-                        bucket: self.location.bucket.clone(),
-                    });
+                    return Err(self.no_such_bucket());
                 }
                 Ok(false)
             }
@@ -580,7 +587,13 @@ impl Backend for S3Backend {
                     .recursive(kind == FileKind::Pack)
                     .into_future(),
             )
-            .map_err(|e| backend_error(&format!("{}/{dir}", self.location.display()), "list", e))?;
+            .map_err(|e| {
+                if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket") {
+                    self.no_such_bucket()
+                } else {
+                    backend_error(&format!("{}/{dir}", self.location.display()), "list", e)
+                }
+            })?;
         let mut out = Vec::new();
         for e in entries {
             if !e.metadata().is_file() {

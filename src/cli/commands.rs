@@ -90,7 +90,9 @@ impl Ctx<'_> {
     /// reported before any password prompt), then the password.
     fn open(&self) -> Result<Repository> {
         let conn = repository::connect(self.location()?, &self.backend_options()?)?;
-        if !conn.exists()? {
+        // Before asking at the terminal, make sure there is something to
+        // open (otherwise opening says so, without a request of its own).
+        if password::needs_prompt("CAIRN_PASSWORD", &self.sources()) && !conn.exists()? {
             return Err(cairn::Error::NotARepository(conn.location()).into());
         }
         let pw = password::get(&self.sources(), "enter password for repository: ", false)?;

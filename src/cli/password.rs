@@ -22,6 +22,11 @@ fn strip_newline(mut s: Vec<u8>) -> Vec<u8> {
     s
 }
 
+/// Whether getting the password means asking at the terminal.
+pub fn needs_prompt(var: &str, src: &Sources) -> bool {
+    std::env::var_os(var).is_none() && src.file.is_none() && src.command.is_none()
+}
+
 /// Gets the password; `confirm` asks twice at a prompt (for new passwords).
 pub fn get(src: &Sources, prompt: &str, confirm: bool) -> Result<Vec<u8>> {
     get_from("CAIRN_PASSWORD", src, prompt, confirm)

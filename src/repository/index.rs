@@ -72,15 +72,39 @@ pub(crate) fn fold_live<T>(
         let mut superseded: HashSet<Id> = HashSet::new();
         let mut visited = Vec::new();
         let mut problems = Vec::new();
-        for id in all_files.iter().filter(|id| !skip.contains(*id)) {
-            match read_index_file(core, id) {
-                Ok(f) => {
-                    superseded.extend(f.supersedes.iter().copied());
-                    visited.push(*id);
-                    visit(&mut value, *id, f);
+        let todo: Vec<&Id> = all_files.iter().filter(|id| !skip.contains(*id)).collect();
+        // A remote store answers several reads at once; a handful of files
+        // are in memory at a time, then decoded one by one in name order.
+        let at_once = core.backend.write_concurrency().max(1);
+        for group in todo.chunks(at_once) {
+            let read: Vec<Result<IndexFile>> = if group.len() > 1 {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = group
+                        .iter()
+                        .map(|id| s.spawn(move || read_index_file(core, id)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::InvalidInput("index reader panicked".into()))
+                            })
+                        })
+                        .collect()
+                })
+            } else {
+                group.iter().map(|id| read_index_file(core, id)).collect()
+            };
+            for (id, r) in group.iter().zip(read) {
+                match r {
+                    Ok(f) => {
+                        superseded.extend(f.supersedes.iter().copied());
+                        visited.push(**id);
+                        visit(&mut value, **id, f);
+                    }
+                    Err(e) if on_damage == OnDamage::Collect => problems.push(e),
+                    Err(e) => return Err(e),
                 }
-                Err(e) if on_damage == OnDamage::Collect => problems.push(e),
-                Err(e) => return Err(e),
             }
         }
         if visited.iter().any(|id| superseded.contains(id)) {

@@ -229,64 +229,38 @@ impl Connection {
     /// Opens the repository with `password`.
     pub fn open(self, password: &[u8], options: OpenOptions) -> Result<Repository> {
         let backend = self.backend;
-        let config_bytes = match backend.read(Handle::Config) {
+        // On a remote store each request waits on the network: the config
+        // is fetched while the key is found and unwrapped, and a hint
+        // (the key that opened this location last time) saves listing keys.
+        let hint = key_hint_path(backend.as_ref(), &options);
+        let (config_bytes, unlocked) = std::thread::scope(|s| {
+            let config = s.spawn(|| backend.read(Handle::Config));
+            let hinted = hint
+                .as_deref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|hex| Id::from_hex(hex.trim()))
+                .and_then(|kid| {
+                    let key = unlock_key(backend.as_ref(), kid, password).ok().flatten()?;
+                    Some(Ok((kid, key)))
+                });
+            let unlocked = hinted.unwrap_or_else(|| unlock_any_key(backend.as_ref(), password));
+            let config = config
+                .join()
+                .unwrap_or_else(|_| Err(Error::InvalidInput("config reader panicked".into())));
+            (config, unlocked)
+        });
+        let config_bytes = match config_bytes {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 return Err(Error::NotARepository(backend.location()));
             }
             Err(e) => return Err(e),
         };
-        let keys = backend.list(FileKind::Key)?;
-        if keys.is_empty() {
-            return Err(Error::corrupt("keys/", "repository has no key files"));
+        let (key_id, key) = unlocked?;
+        if let Some(p) = &hint {
+            let _ = p.parent().map(std::fs::create_dir_all);
+            let _ = std::fs::write(p, key_id.to_hex());
         }
-        // Decode every key file first, then try the cheapest to stretch
-        // first: a key file anyone can add with extreme Argon2id costs
-        // (within the bounds) then delays only a wrong password.
-        let mut first_err = None;
-        let mut readable = Vec::new();
-        for (kid, _) in keys {
-            let h = Handle::new(FileKind::Key, kid);
-            let what = h.rel_path();
-            let parsed = backend.read(h).and_then(|b| {
-                check_file_name(&kid, &b, &what)?;
-                KeyFile::decode(&b, &what)
-            });
-            match parsed {
-                Ok(kf) => readable.push((kid, kf, what)),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        readable.sort_by_key(|(kid, kf, _)| {
-            (
-                u64::from(kf.kdf.memory_kib) * u64::from(kf.kdf.iterations),
-                *kid,
-            )
-        });
-        let readable_keys = readable.len();
-        let mut found = None;
-        for (kid, kf, what) in readable {
-            match kf.unwrap_key(password, &what) {
-                Ok(Some(k)) => {
-                    found = Some((kid, k));
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        let Some((key_id, key)) = found else {
-            // A damaged key file among good ones does not make a wrong
-            // password anything else.
-            return Err(match first_err {
-                Some(e) if readable_keys == 0 => e,
-                _ => Error::WrongPassword,
-            });
-        };
         let config = Config::decode(&key, &config_bytes)?;
         let chunker =
             Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
@@ -301,6 +275,87 @@ impl Connection {
             warnings: Default::default(),
         }))
     }
+}
+
+/// Reads, checks and unwraps one key file; `None` if the password is not
+/// its password.
+fn unlock_key(
+    backend: &dyn Backend,
+    kid: Id,
+    password: &[u8],
+) -> Result<Option<MasterKey>> {
+    let h = Handle::new(FileKind::Key, kid);
+    let what = h.rel_path();
+    let bytes = backend.read(h)?;
+    check_file_name(&kid, &bytes, &what)?;
+    KeyFile::decode(&bytes, &what)?.unwrap_key(password, &what)
+}
+
+/// Finds the key file `password` opens among all of them.
+fn unlock_any_key(backend: &dyn Backend, password: &[u8]) -> Result<(Id, MasterKey)> {
+    let keys = backend.list(FileKind::Key)?;
+    if keys.is_empty() {
+        // No keys and no config: not a repository at all.
+        if !backend.exists(Handle::Config).unwrap_or(true) {
+            return Err(Error::NotARepository(backend.location()));
+        }
+        return Err(Error::corrupt("keys/", "repository has no key files"));
+    }
+    // Decode every key file first, then try the cheapest to stretch first:
+    // a key file anyone can add with extreme Argon2id costs (within the
+    // bounds) then delays only a wrong password.
+    let mut first_err = None;
+    let mut readable = Vec::new();
+    for (kid, _) in keys {
+        let h = Handle::new(FileKind::Key, kid);
+        let what = h.rel_path();
+        let parsed = backend.read(h).and_then(|b| {
+            check_file_name(&kid, &b, &what)?;
+            KeyFile::decode(&b, &what)
+        });
+        match parsed {
+            Ok(kf) => readable.push((kid, kf, what)),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    readable.sort_by_key(|(kid, kf, _)| {
+        (
+            u64::from(kf.kdf.memory_kib) * u64::from(kf.kdf.iterations),
+            *kid,
+        )
+    });
+    let readable_keys = readable.len();
+    for (kid, kf, what) in readable {
+        match kf.unwrap_key(password, &what) {
+            Ok(Some(k)) => return Ok((kid, k)),
+            Ok(None) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    // A damaged key file among good ones does not make a wrong password
+    // anything else.
+    Err(match first_err {
+        Some(e) if readable_keys == 0 => e,
+        _ => Error::WrongPassword,
+    })
+}
+
+/// Where the id of the key that last opened a remote location is kept (in
+/// the cache directory; key ids are file names, not secrets).
+fn key_hint_path(backend: &dyn Backend, options: &OpenOptions) -> Option<std::path::PathBuf> {
+    if !backend.is_remote() || options.no_cache {
+        return None;
+    }
+    let base = options
+        .cache_dir
+        .clone()
+        .or_else(crate::backend::cache::default_dir)?;
+    let name = blake3::hash(backend.location().as_bytes()).to_hex();
+    Some(base.join("key-hints").join(&name[..32]))
 }
 
 /// A remote backend behind a local cache, unless caching is off.

@@ -61,8 +61,32 @@ impl<S> Repository<S> {
     /// (the storage cannot be read) fails.
     pub fn load_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        for id in self.snapshot_ids()? {
-            match self.load_snapshot(&id) {
+        let ids = self.snapshot_ids()?;
+        let at_once = self.core.backend.write_concurrency().max(1);
+        let plain = self.without_index();
+        let plain = &plain;
+        let mut loaded = Vec::with_capacity(ids.len());
+        for group in ids.chunks(at_once) {
+            if group.len() == 1 {
+                loaded.push((group[0], self.load_snapshot(&group[0])));
+                continue;
+            }
+            // A remote store answers several reads at once.
+            std::thread::scope(|s| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|id| (*id, s.spawn(move || plain.load_snapshot(id))))
+                    .collect();
+                for (id, h) in handles {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidInput("snapshot reader panicked".into()))
+                    });
+                    loaded.push((id, r));
+                }
+            });
+        }
+        for (id, r) in loaded {
+            match r {
                 Ok(s) => out.push((id, s)),
                 Err(e) if e.is_not_found() => {}
                 Err(e @ Error::Corrupt { .. }) => self.core.warn(format!(

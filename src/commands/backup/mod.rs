@@ -328,8 +328,19 @@ fn run<S>(
     let paths = sources.recorded();
     let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
 
-    let mut repo = repo.with_backup_index()?;
-    let parent = find_parent(&repo, opts, &host, &paths)?;
+    // The index and the snapshots are loaded side by side: on a remote
+    // store each is a few requests' worth of waiting.
+    let plain = repo.without_index();
+    let (repo, snapshots) = std::thread::scope(|s| {
+        let snapshots = s.spawn(|| plain.load_snapshots());
+        let repo = repo.with_backup_index();
+        let snapshots = snapshots
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidInput("snapshot reader panicked".into())));
+        (repo, snapshots)
+    });
+    let mut repo = repo?;
+    let parent = find_parent(&repo, snapshots?, opts, &host, &paths)?;
     let delta_plans = plan_deltas(&mut repo, &sources, parent.as_ref())?;
     let repo = &repo;
     let mut archiver = Archiver::new(
@@ -381,21 +392,19 @@ fn run<S>(
 /// the same paths.
 fn find_parent(
     repo: &Repository<BackupIndex>,
+    snapshots: Vec<(Id, Snapshot)>,
     opts: &BackupOptions,
     host: &str,
     paths: &[String],
 ) -> Result<Option<(Id, Snapshot)>> {
     if let Some(sel) = &opts.parent {
-        return repo
-            .find_snapshot(sel, &SnapshotFilter::default())
-            .map(Some);
+        return repo.find_snapshot(sel, &SnapshotFilter::default()).map(Some);
     }
     let filter = SnapshotFilter {
         hosts: vec![host.to_string()],
         ..Default::default()
     };
-    Ok(repo
-        .load_snapshots()?
+    Ok(snapshots
         .into_iter()
         .rfind(|(_, s)| filter.matches(s) && s.paths == paths))
 }

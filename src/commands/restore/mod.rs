@@ -592,8 +592,18 @@ pub fn restore<S>(
 ) -> Result<RestoreReport> {
     let start = std::time::Instant::now();
     let _lock = repo.lock_shared()?;
-    let repo = repo.with_full_index()?;
-    let (id, snap) = selector.resolve(&repo)?;
+    // Index and snapshots side by side (each is waiting on a remote store).
+    let plain = repo.without_index();
+    let (repo, chosen) = std::thread::scope(|s| {
+        let chosen = s.spawn(|| selector.resolve(&plain));
+        let repo = repo.with_full_index();
+        let chosen = chosen
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidInput("snapshot reader panicked".into())));
+        (repo, chosen)
+    });
+    let repo = repo?;
+    let (id, snap) = chosen?;
     let opts = RestoreOptions {
         databases: snap.databases.clone(),
         max_entries: Some(crate::commands::ls::entry_limit(&snap)),
