@@ -19,11 +19,18 @@ fn main() {
     let mut latency = 0u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--upstream" => upstream = Some(value()),
             "--listen" => listen = value(),
-            "--latency-ms" => latency = value().parse().unwrap_or_else(|_| usage("bad --latency-ms")),
+            "--latency-ms" => {
+                latency = value()
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --latency-ms"))
+            }
             _ => usage(&format!("unknown argument {a}")),
         }
     }
@@ -43,6 +50,8 @@ fn main() {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("s3_proxy: {msg}\nusage: s3_proxy --upstream HOST:PORT [--listen ADDR] [--latency-ms N]");
+    eprintln!(
+        "s3_proxy: {msg}\nusage: s3_proxy --upstream HOST:PORT [--listen ADDR] [--latency-ms N]"
+    );
     std::process::exit(2)
 }

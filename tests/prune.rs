@@ -790,3 +790,32 @@ fn data_listed_only_in_inline_directories_survives_prune() {
     assert!(u(&r, "bytes_freed") >= 100 * KIB as u64, "{r}");
     assert_clean_and_restorable(&env, &[kept]);
 }
+
+/// `--max-repack-size` bounds what one prune repacks; the rest waits for
+/// the next run, and nothing is lost either way.
+#[test]
+fn max_repack_size_bounds_one_run() {
+    let env = Env::new();
+    let src = env.dir("src");
+    for i in 0..12 {
+        write_random(&src.join(format!("f{i}")), 900 + i, 150 * KIB);
+    }
+    env.backup(&src, &[]);
+    for i in 0..12 {
+        if i % 3 == 0 {
+            std::fs::remove_file(src.join(format!("f{i}"))).unwrap();
+        }
+    }
+    let last = env.backup(&src, &[]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let bounded = env
+        .ok(&["--json", "prune", "--max-repack-size", "1"])
+        .json();
+    assert_eq!(bounded["packs_repacked"], 0, "{bounded}");
+    let full = env.ok(&["--json", "prune"]).json();
+    assert!(full["packs_repacked"].as_u64().unwrap() > 0, "{full}");
+    env.check_read_data_ok();
+    env.verify_restore(&last);
+    let bad = env.run(&["prune", "--max-repack-size", "lots"]);
+    assert_eq!(bad.code, Some(1), "{bad}");
+}

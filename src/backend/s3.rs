@@ -588,7 +588,8 @@ impl Backend for S3Backend {
                     .into_future(),
             )
             .map_err(|e| {
-                if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket") {
+                if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket")
+                {
                     self.no_such_bucket()
                 } else {
                     backend_error(&format!("{}/{dir}", self.location.display()), "list", e)

@@ -469,6 +469,9 @@ pub struct PruneArgs {
     /// Also repack small packs into full ones
     #[arg(long)]
     pub repack_small: bool,
+    /// Repack at most this much per run (e.g. 2G, 500M; the rest waits for the next prune)
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
 }
 
 #[derive(Args, Debug)]

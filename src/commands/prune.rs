@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::blob::{self, BlobType};
 use crate::format::id::Id;
 use crate::format::index::IndexPack;
+use crate::format::pack::PackEntry;
 use crate::repository::index::{BlobLocation, OnDamage, live_packs};
 use crate::repository::packer::Packer;
 use crate::repository::reachable::{Reachable, reachable};
@@ -40,6 +41,9 @@ pub struct PruneOptions {
     /// Snapshots to count as already removed (a `forget --dry-run --prune`
     /// reports what forgetting them would free).
     pub assume_removed: Vec<Id>,
+    /// Repack at most this many bytes of packs in one run (the rest waits
+    /// for the next): bounds the downloads and uploads of one prune.
+    pub max_repack_bytes: Option<u64>,
 }
 
 impl Default for PruneOptions {
@@ -49,6 +53,7 @@ impl Default for PruneOptions {
             repack_small: false,
             dry_run: false,
             assume_removed: Vec::new(),
+            max_repack_bytes: None,
         }
     }
 }
@@ -255,6 +260,25 @@ fn plan(s: &Survey, opts: &PruneOptions) -> Result<(Vec<PackPlan>, PruneReport)>
         };
     }
     keep_lone_small_packs(&mut plans, opts, small, &size, &mut report);
+    if let Some(limit) = opts.max_repack_bytes {
+        let mut budget = limit;
+        for p in plans.iter_mut().filter(|p| p.action == Action::Repack) {
+            let bytes = size(&p.pack.id);
+            if bytes <= budget {
+                budget -= bytes;
+            } else {
+                p.action = Action::Keep;
+                report.bytes_unused_kept += p
+                    .pack
+                    .blobs
+                    .iter()
+                    .zip(&p.keep)
+                    .filter(|(_, k)| !**k)
+                    .map(|(e, _)| u64::from(e.length))
+                    .sum::<u64>();
+            }
+        }
+    }
     let count = |a: Action| plans.iter().filter(|p| p.action == a).count();
     report.packs_deleted = count(Action::Delete);
     report.packs_repacked = count(Action::Repack);
@@ -426,17 +450,46 @@ fn execute(s: &Survey, plans: &[PackPlan], report: &mut PruneReport) -> Result<(
     let new_ids = repo.save_index_replacing(keep_packs, supersedes.clone())?;
 
     // 3. Old index files go.
-    for id in supersedes.iter().filter(|id| !new_ids.contains(id)) {
-        repo.remove_index_file(id)?;
-    }
+    let old_index: Vec<Handle> = supersedes
+        .iter()
+        .filter(|id| !new_ids.contains(id))
+        .map(|id| Handle::new(FileKind::Index, *id))
+        .collect();
+    remove_all(repo, &old_index)?;
     // 4. Then the packs nothing lists any more.
-    for p in plans.iter().filter(|p| p.action != Action::Keep) {
-        repo.remove_pack(&p.pack.id)?;
-    }
-    for id in &s.unindexed {
-        repo.remove_pack(id)?;
-    }
+    let gone: Vec<Handle> = plans
+        .iter()
+        .filter(|p| p.action != Action::Keep)
+        .map(|p| p.pack.id)
+        .chain(s.unindexed.iter().copied())
+        .map(|id| Handle::new(FileKind::Pack, id))
+        .collect();
+    remove_all(repo, &gone)?;
     report.size_after = repo.list_packs()?.iter().map(|(_, size)| size).sum();
+    Ok(())
+}
+
+/// Removes files, several at once on a remote store (deletions are
+/// idempotent, and a file already gone is fine).
+fn remove_all(repo: &Repository<FullIndex>, files: &[Handle]) -> Result<()> {
+    let backend = repo.backend();
+    let at_once = backend.write_concurrency().max(1);
+    for group in files.chunks(at_once) {
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|h| s.spawn(move || backend.remove(*h)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::InvalidInput("remover panicked".into())))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+    }
     Ok(())
 }
 
@@ -445,21 +498,40 @@ fn execute(s: &Survey, plans: &[PackPlan], report: &mut PruneReport) -> Result<(
 fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<Vec<IndexPack>> {
     let packer = Packer::new(repo);
     for p in plans.iter().filter(|p| p.action == Action::Repack) {
-        let what = Handle::new(FileKind::Pack, p.pack.id).rel_path();
-        let bytes = repo.read_pack(&p.pack.id)?;
-        for (e, keep) in p.pack.blobs.iter().zip(&p.keep) {
-            if !keep {
-                continue;
+        let h = Handle::new(FileKind::Pack, p.pack.id);
+        let what = h.rel_path();
+        // Only what is kept is read: neighbouring kept blobs with one
+        // request (small gaps read through), not the whole pack.
+        let kept: Vec<&PackEntry> = p
+            .pack
+            .blobs
+            .iter()
+            .zip(&p.keep)
+            .filter(|(_, k)| **k)
+            .map(|(e, _)| e)
+            .collect();
+        for group in kept.chunk_by(|a, b| b.offset <= a.offset + u64::from(a.length) + REPACK_GAP) {
+            let start = group[0].offset;
+            let last = group[group.len() - 1];
+            let end = last.offset + u64::from(last.length);
+            let bytes = repo
+                .backend()
+                .read_range(h, start, (end - start) as usize)?;
+            for e in group {
+                let from = (e.offset - start) as usize;
+                let encoded = bytes
+                    .get(from..from + e.length as usize)
+                    .ok_or_else(|| Error::corrupt(&what, "pack is shorter than its index entry"))?;
+                blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
+                    repo.read_base(b)
+                })?;
+                packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
             }
-            let end = e.offset as usize + e.length as usize;
-            let encoded = bytes
-                .get(e.offset as usize..end)
-                .ok_or_else(|| Error::corrupt(&what, "pack is shorter than its index entry"))?;
-            blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
-                repo.read_base(b)
-            })?;
-            packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
         }
     }
     packer.finish()
 }
+
+/// Unneeded bytes between kept blobs that repacking reads through rather
+/// than paying another request.
+const REPACK_GAP: u64 = 256 << 10;

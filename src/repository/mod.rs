@@ -279,11 +279,7 @@ impl Connection {
 
 /// Reads, checks and unwraps one key file; `None` if the password is not
 /// its password.
-fn unlock_key(
-    backend: &dyn Backend,
-    kid: Id,
-    password: &[u8],
-) -> Result<Option<MasterKey>> {
+fn unlock_key(backend: &dyn Backend, kid: Id, password: &[u8]) -> Result<Option<MasterKey>> {
     let h = Handle::new(FileKind::Key, kid);
     let what = h.rel_path();
     let bytes = backend.read(h)?;

@@ -39,11 +39,6 @@ impl<S> Repository<S> {
         self.core.backend.list(FileKind::Pack)
     }
 
-    /// Removes a pack file.
-    pub(crate) fn remove_pack(&self, id: &Id) -> Result<()> {
-        self.core.backend.remove(Handle::new(FileKind::Pack, *id))
-    }
-
     /// Removes an index file.
     pub(crate) fn remove_index_file(&self, id: &Id) -> Result<()> {
         self.core.backend.remove(Handle::new(FileKind::Index, *id))

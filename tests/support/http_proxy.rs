@@ -230,7 +230,8 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
             relay_body(&req, &mut from_client, &mut std::io::sink(), false)?;
             let body = match cmd.split_once('=') {
                 Some(("latency", ms)) => {
-                    st.latency_ms.store(ms.parse().unwrap_or(0), Ordering::Relaxed);
+                    st.latency_ms
+                        .store(ms.parse().unwrap_or(0), Ordering::Relaxed);
                     "ok\n".to_string()
                 }
                 _ if cmd == "reset" => {

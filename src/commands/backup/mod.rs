@@ -398,7 +398,9 @@ fn find_parent(
     paths: &[String],
 ) -> Result<Option<(Id, Snapshot)>> {
     if let Some(sel) = &opts.parent {
-        return repo.find_snapshot(sel, &SnapshotFilter::default()).map(Some);
+        return repo
+            .find_snapshot(sel, &SnapshotFilter::default())
+            .map(Some);
     }
     let filter = SnapshotFilter {
         hosts: vec![host.to_string()],

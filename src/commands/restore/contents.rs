@@ -114,7 +114,12 @@ pub(super) fn write_contents(
 }
 
 /// Lists where each blob of a file goes (content checked against its size).
-fn plan_file(repo: &Repository<FullIndex>, node: &Node, file: u32, uses: &mut Vec<Use>) -> Result<()> {
+fn plan_file(
+    repo: &Repository<FullIndex>,
+    node: &Node,
+    file: u32,
+    uses: &mut Vec<Use>,
+) -> Result<()> {
     let start = uses.len();
     for b in repo.file_blobs(node)? {
         let b = match b {
