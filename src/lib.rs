@@ -11,6 +11,9 @@
 //! 4. [`commands`]: one module per command, typed options in, typed report
 //!    out; [`sources`] (file walk, SQLite copies, streams) feed `backup`.
 //!
+//! Beside the layers: [`patterns`] (path globs), [`timespec`] (times and
+//! durations on the command line), [`sys`] (the few system calls).
+//!
 //! The `cairn` binary (`src/main.rs`, `src/cli/`) is a thin shell over
 //! [`commands`]. See ARCHITECTURE.md for the rules and where new things go.
 
@@ -18,6 +21,7 @@ pub mod backend;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod patterns;
 pub mod repository;
 pub mod sources;
 pub mod sys;

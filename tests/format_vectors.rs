@@ -181,6 +181,7 @@ fn fixed_snapshot() -> Snapshot {
         error_messages: vec!["/srv/x: Permission denied".into()],
         program_version: "cairn 0.1.0".into(),
         databases: Vec::new(),
+        replaces: None,
     }
 }
 
@@ -1580,6 +1581,7 @@ fn repo_v1_config_key_and_snapshot() {
             error_messages: vec![],
             program_version: "cairn 0.1.0".into(),
             databases: Vec::new(),
+            replaces: None,
         }
     );
     assert_eq!(s.datetime().to_rfc3339(), "2026-01-01T00:00:00+00:00");
@@ -2269,6 +2271,7 @@ mod spec {
             error_messages: c.strings(),
             program_version: c.string(),
             databases: Vec::new(),
+            replaces: None,
         };
         c.end();
         s

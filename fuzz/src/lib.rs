@@ -505,6 +505,7 @@ fn sample_snapshot(key: &MasterKey) -> Snapshot {
         error_messages: vec!["/home/alice/x: permission denied".into()],
         program_version: "0.1.0".into(),
         databases: Vec::new(),
+        replaces: Some(Id::of_file(b"the snapshot it replaces")),
     }
 }
 
@@ -729,6 +730,7 @@ pub fn seeds() -> Vec<Seed> {
         error_messages: vec![],
         program_version: String::new(),
         databases: Vec::new(),
+        replaces: None,
     };
     for (name, s) in [("full", full), ("minimal", minimal)] {
         add(

@@ -93,18 +93,70 @@ pub enum Command {
   cairn backup --stdin-from-command --stdin-filename mydb.sql -- pg_dump mydb")]
     Backup(BackupArgs),
     /// List snapshots
-    #[command(
-        after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --host app01 --tag nightly --json"
-    )]
+    #[command(after_help = "Examples:
+  cairn snapshots
+  cairn snapshots --host app01 --tag nightly --json
+  cairn snapshots --latest 1 --group-by host     # the newest of each host
+  cairn snapshots --compact")]
     Snapshots(SnapshotsArgs),
     /// List files in a snapshot
-    #[command(
-        after_help = "Examples:\n  cairn ls latest\n  cairn ls 1a2b3c4d /home/me/projects --json"
-    )]
+    #[command(after_help = "Examples:
+  cairn ls latest
+  cairn ls 1a2b3c4d /home/me/projects --json
+  cairn ls --at '2026-11-28 09:00' --host app01 /etc     # the snapshot of that moment
+  cairn ls latest --path /srv/app -l")]
     Ls(LsArgs),
     /// Write one file of a snapshot to standard output
-    #[command(after_help = "Example:\n  cairn dump latest /etc/hosts > hosts")]
+    #[command(after_help = "Examples:
+  cairn dump latest /etc/hosts > hosts
+  cairn dump --at '2026-11-24 18:00' /srv/app/config.yml")]
     Dump(DumpArgs),
+    /// Search snapshots for files and directories (or for what uses a blob, tree or pack)
+    #[command(
+        after_help = "Patterns are matched like --exclude: a pattern starting with / against the
+whole path, any other against its last components (*.py, src/*.rs); * does not
+cross /, ** does.
+
+Examples:
+  cairn find '*.sqlite' --host app01
+  cairn find -i readme.md --long
+  cairn find settings.py --oldest 2026-11-01 --newest '2026-11-20 12:00'
+  cairn find --snapshot latest --snapshot 1a2b3c4d '/etc/**'
+  cairn find --at '2026-11-28 09:00' nginx.conf
+  cairn find --blob 3f2a9c41          # which files and snapshots use this blob (named by check)
+  cairn find --tree 8be0f1d2 --json
+  cairn find --pack 5e6f7a8b"
+    )]
+    Find(FindArgs),
+    /// Show what changed between two snapshots
+    #[command(after_help = "Each changed entry is printed with restic's mark:
+  +  added      -  removed      M  content modified
+  T  type changed (a file became a directory, ...)
+  U  metadata only (mode, owner, modification time; with --metadata)
+then totals, and for databases backed up with --sqlite the schema changes and
+row counts per table.
+
+A snapshot is an id prefix or \"latest\", optionally followed by :PATH to compare
+one directory. --at TIME stands for the snapshot of that moment and fills the
+snapshots in order: `diff --at T latest` compares T with the newest.
+
+Examples:
+  cairn diff 1a2b3c4d 5e6f7a8b
+  cairn diff 1a2b3c4d:/srv/app latest:/srv/app --metadata
+  cairn diff --at '2026-11-27 09:00' --at '2026-11-28 09:00' --host app01
+  cairn diff --at '2026-11-27 09:00' latest --json")]
+    Diff(DiffArgs),
+    /// Add, remove or replace the tags of existing snapshots
+    #[command(
+        after_help = "Each changed snapshot is written anew with the new tags (its id changes) and
+the old one is then deleted; an interruption leaves no duplicate visible.
+
+Examples:
+  cairn tag latest --add keep
+  cairn tag 1a2b3c4d 5e6f7a8b --remove nightly --add weekly
+  cairn tag --host app01 --tag nightly --set archive      # every matching snapshot"
+    )]
+    Tag(TagArgs),
     /// Restore a snapshot into a directory
     #[command(after_help = "Examples:
   cairn restore latest --target /tmp/restore
@@ -113,7 +165,7 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show repository objects (config, snapshot, key, index, pack, tree) as JSON
     #[command(
-        after_help = "Examples:\n  cairn cat config\n  cairn cat snapshot latest\n  cairn cat key"
+        after_help = "Examples:\n  cairn cat config\n  cairn cat snapshot latest\n  cairn cat snapshot --at '2026-11-28 09:00' --host app01\n  cairn cat key"
     )]
     Cat(CatArgs),
     /// Copy snapshots from another repository (those this one lacks)
@@ -299,6 +351,87 @@ pub struct BackupArgs {
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only the newest N snapshots of each host and path set
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Fewer columns: id, time, host, tags
+    #[arg(short, long)]
+    pub compact: bool,
+    /// Group snapshots by these fields (host, paths, tags; comma-separated)
+    #[arg(short = 'g', long, value_name = "FIELDS")]
+    pub group_by: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Patterns (or, with --blob/--tree/--pack, id prefixes)
+    #[arg(value_name = "PATTERN", required = true)]
+    pub patterns: Vec<String>,
+    /// Only entries modified at or after this time
+    #[arg(short = 'O', long, value_name = "TIME")]
+    pub oldest: Option<String>,
+    /// Only entries modified at or before this time
+    #[arg(short = 'N', long, value_name = "TIME")]
+    pub newest: Option<String>,
+    /// Search only this snapshot (id prefix or "latest"; repeatable)
+    #[arg(short = 's', long = "snapshot", value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Search only the newest snapshot at or before this time
+    #[arg(long, value_name = "TIME", conflicts_with = "snapshots")]
+    pub at: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Ignore case in patterns
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    /// Show mode, owner, size and time
+    #[arg(short = 'l', long)]
+    pub long: bool,
+    /// The patterns are blob ids: list the files (and directories) that use them
+    #[arg(long, conflicts_with_all = ["tree", "pack"])]
+    pub blob: bool,
+    /// The patterns are tree ids: list the directories with that listing
+    #[arg(long, conflicts_with_all = ["blob", "pack"])]
+    pub tree: bool,
+    /// The patterns are pack ids: list the files that use blobs stored in them
+    #[arg(long, conflicts_with_all = ["blob", "tree"])]
+    pub pack: bool,
+    /// Oldest snapshot first (default: newest first)
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The old and the new snapshot: id prefix or "latest", optionally :PATH
+    #[arg(value_name = "SNAPSHOT[:PATH]", num_args = 0..=2)]
+    pub snapshots: Vec<String>,
+    /// The snapshot at this time (repeatable; fills the snapshots first)
+    #[arg(long = "at", value_name = "TIME")]
+    pub at: Vec<String>,
+    /// Also show entries of which only metadata changed (U)
+    #[arg(long)]
+    pub metadata: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Snapshots to change (id prefixes or "latest"; default: all passing the filters)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Add these tags (comma-separated or repeated)
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub add: Vec<String>,
+    /// Remove these tags
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (`--set ''` removes all)
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// Picks one snapshot: an id prefix, `latest`, or `--at TIME`.
@@ -316,12 +449,15 @@ pub struct SnapshotSelect {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Snapshot id (unique prefix) or "latest"
+    /// Snapshot id (unique prefix) or "latest"; left out with --at
     #[arg(value_name = "SNAPSHOT")]
-    pub snapshot: String,
+    pub snapshot: Option<std::ffi::OsString>,
     /// Directory or file inside the snapshot (default: everything)
     #[arg(value_name = "PATH")]
     pub path: Option<PathBuf>,
+    /// Use the newest snapshot at or before this time
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Show mode, owner, size and time
     #[arg(short, long)]
     pub long: bool,
@@ -331,12 +467,15 @@ pub struct LsArgs {
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// Snapshot id (unique prefix) or "latest"
+    /// Snapshot id (unique prefix) or "latest"; left out with --at
     #[arg(value_name = "SNAPSHOT")]
-    pub snapshot: String,
+    pub snapshot: Option<std::ffi::OsString>,
     /// File inside the snapshot
     #[arg(value_name = "PATH")]
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
+    /// Use the newest snapshot at or before this time
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -367,6 +506,12 @@ pub struct CatArgs {
     /// Id (or id prefix; "latest" for snapshot)
     #[arg(value_name = "ID")]
     pub id: Option<String>,
+    /// For `cat snapshot`: the newest snapshot at or before this time
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// For `cat snapshot` with "latest" or --at: snapshot filters
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,13 +3,13 @@
 //! opened or a password asked for.
 
 use super::args::*;
+use super::history;
 use super::output::{self, Activity, Display, bytes, print_json};
 use super::password;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{Context, Result, anyhow, bail};
 use cairn::commands::check::{CheckOptions, MaxAge, Subset};
 use cairn::commands::init::{ChunkerParams, InitOptions, KdfParams};
-use cairn::commands::ls::NodeKind;
 use cairn::commands::select::SnapshotSelector;
 use cairn::commands::{self as cmd, views};
 use cairn::repository::{self, OpenOptions, Repository, SnapshotFilter};
@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Init(a) => init(&ctx, a),
         Command::Backup(a) => backup(&ctx, a),
-        Command::Snapshots(a) => snapshots(&ctx, a),
+        Command::Snapshots(a) => history::snapshots(&ctx, a),
         Command::Ls(a) => ls(&ctx, a),
         Command::Dump(a) => dump(&ctx, a),
         Command::Restore(a) => restore(&ctx, a),
@@ -46,12 +46,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stats => stats(&ctx),
         Command::Unlock { remove_all } => unlock(&ctx, *remove_all),
         Command::Repair(c) => repair(&ctx, c),
+        Command::Find(a) => history::find(&ctx, a),
+        Command::Diff(a) => history::diff(&ctx, a),
+        Command::Tag(a) => history::tag(&ctx, a),
     }
 }
 
 /// Global options, checked.
-struct Ctx<'a> {
-    g: &'a Global,
+pub(super) struct Ctx<'a> {
+    pub(super) g: &'a Global,
     open_options: OpenOptions,
 }
 
@@ -88,7 +91,7 @@ impl Ctx<'_> {
 
     /// Opens the repository: first whether it exists (so a missing one is
     /// reported before any password prompt), then the password.
-    fn open(&self) -> Result<Repository> {
+    pub(super) fn open(&self) -> Result<Repository> {
         let conn = repository::connect(self.location()?, &self.backend_options()?)?;
         // Before asking at the terminal, make sure there is something to
         // open (otherwise opening says so, without a request of its own).
@@ -124,7 +127,7 @@ impl Ctx<'_> {
         Ok(conn.open(&pw, self.open_options.clone())?)
     }
 
-    fn text(&self) -> bool {
+    pub(super) fn text(&self) -> bool {
         !self.g.json && !self.g.quiet
     }
 }
@@ -139,7 +142,7 @@ fn kdf(a: &KdfArgs) -> Result<KdfParams> {
     Ok(k)
 }
 
-fn tag_lists(tags: &[String]) -> Vec<Vec<String>> {
+pub(super) fn tag_lists(tags: &[String]) -> Vec<Vec<String>> {
     tags.iter()
         .map(|t| {
             t.split(',')
@@ -150,7 +153,7 @@ fn tag_lists(tags: &[String]) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn filter(f: &FilterArgs) -> SnapshotFilter {
+pub(super) fn filter(f: &FilterArgs) -> SnapshotFilter {
     SnapshotFilter {
         hosts: f.hosts.clone(),
         tags: tag_lists(&f.tags),
@@ -158,7 +161,7 @@ fn filter(f: &FilterArgs) -> SnapshotFilter {
     }
 }
 
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+pub(super) fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     Ok(cairn::timespec::parse_time(s)?)
 }
 
@@ -378,44 +381,6 @@ fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn snapshots(ctx: &Ctx, a: &SnapshotsArgs) -> Result<i32> {
-    let repo = ctx.open()?;
-    let list = cmd::snapshots::list(&repo, &filter(&a.filter))?;
-    if ctx.g.json {
-        print_json(&serde_json::Value::Array(
-            list.iter()
-                .map(|(id, s)| views::snapshot_json(id, s))
-                .collect(),
-        ))?;
-        return Ok(EXIT_OK);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  Paths",
-        "ID", "Time", "Host", "Tags", "Size"
-    )?;
-    writeln!(out, "{}", "-".repeat(90))?;
-    for (id, s) in &list {
-        writeln!(
-            out,
-            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
-            id.short(),
-            views::local_time(s),
-            s.hostname,
-            s.tags.join(","),
-            bytes(s.summary.total_bytes),
-            s.paths.join(", ")
-        )?;
-        for d in &s.databases {
-            writeln!(out, "          {}", output::database_line(d))?;
-        }
-    }
-    writeln!(out, "{}", "-".repeat(90))?;
-    writeln!(out, "{} snapshots", list.len())?;
-    Ok(EXIT_OK)
-}
-
 fn selector(s: &SnapshotSelect) -> Result<SnapshotSelector> {
     let at = s.at.as_deref().map(parse_time).transpose()?;
     Ok(SnapshotSelector::new(
@@ -425,8 +390,42 @@ fn selector(s: &SnapshotSelect) -> Result<SnapshotSelector> {
     )?)
 }
 
+/// The snapshot and path of `ls` and `dump`: `SNAPSHOT [PATH]`, or with
+/// `--at TIME` just `[PATH]`.
+fn snapshot_and_path(
+    first: Option<&std::ffi::OsString>,
+    second: Option<&std::path::PathBuf>,
+    at: Option<&str>,
+    f: &FilterArgs,
+) -> Result<(SnapshotSelector, Option<std::path::PathBuf>)> {
+    match at {
+        Some(t) => {
+            if second.is_some() {
+                bail!("with --at, give only the path (the time chooses the snapshot)");
+            }
+            let sel = SnapshotSelector::new(None, Some(parse_time(t)?), filter(f))?;
+            Ok((sel, first.map(std::path::PathBuf::from)))
+        }
+        None => {
+            let Some(first) = first else {
+                bail!("which snapshot? give an id prefix, \"latest\", or --at TIME");
+            };
+            let Some(id) = first.to_str() else {
+                bail!("{:?} is not a snapshot id", first);
+            };
+            let sel = SnapshotSelector::new(Some(id), None, filter(f))?;
+            Ok((sel, second.cloned()))
+        }
+    }
+}
+
 fn ls(ctx: &Ctx, a: &LsArgs) -> Result<i32> {
-    let sel = SnapshotSelector::new(Some(&a.snapshot), None, filter(&a.filter))?;
+    let (sel, path) = snapshot_and_path(
+        a.snapshot.as_ref(),
+        a.path.as_ref(),
+        a.at.as_deref(),
+        &a.filter,
+    )?;
     let repo = ctx.open()?;
     let stdout = std::io::stdout();
     let out = std::cell::RefCell::new(std::io::BufWriter::new(stdout.lock()));
@@ -437,7 +436,7 @@ fn ls(ctx: &Ctx, a: &LsArgs) -> Result<i32> {
     cmd::ls::ls(
         &repo,
         &sel,
-        a.path.as_deref(),
+        path.as_deref(),
         &mut |id, s| {
             *snapshot.borrow_mut() = Some(s.clone());
             if json {
@@ -467,25 +466,7 @@ fn ls(ctx: &Ctx, a: &LsArgs) -> Result<i32> {
                     None => name,
                 };
                 if a.long {
-                    let link = if n.kind == NodeKind::Symlink {
-                        format!(
-                            " -> {}",
-                            output::escape(&String::from_utf8_lossy(&n.link_target))
-                        )
-                    } else {
-                        String::new()
-                    };
-                    writeln!(
-                        out,
-                        "{} {:>5} {:>5} {:>12} {} {}{}",
-                        output::mode_string(n),
-                        n.uid,
-                        n.gid,
-                        n.size,
-                        views::node_mtime(n),
-                        name,
-                        link
-                    )
+                    writeln!(out, "{}", output::long_line(n, &name))
                 } else {
                     writeln!(out, "{name}")
                 }
@@ -502,10 +483,18 @@ fn ls(ctx: &Ctx, a: &LsArgs) -> Result<i32> {
 }
 
 fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
-    let sel = SnapshotSelector::new(Some(&a.snapshot), None, filter(&a.filter))?;
+    let (sel, path) = snapshot_and_path(
+        a.snapshot.as_ref(),
+        a.path.as_ref(),
+        a.at.as_deref(),
+        &a.filter,
+    )?;
+    let Some(path) = path else {
+        bail!("which file? give its path in the snapshot");
+    };
     let repo = ctx.open()?;
     let mut out = std::io::stdout().lock();
-    match cmd::dump::dump(&repo, &sel, &a.path, &mut out) {
+    match cmd::dump::dump(&repo, &sel, &path, &mut out) {
         Ok(_) => Ok(EXIT_OK),
         Err(cairn::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(EXIT_OK)
@@ -589,8 +578,18 @@ fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
 }
 
 fn cat(ctx: &Ctx, a: &CatArgs) -> Result<i32> {
+    let f = &a.filter;
+    let filtered = !f.hosts.is_empty() || !f.tags.is_empty() || !f.paths.is_empty();
+    let sel = if a.kind == "snapshot" && (a.at.is_some() || filtered) {
+        let at = a.at.as_deref().map(parse_time).transpose()?;
+        Some(SnapshotSelector::new(a.id.as_deref(), at, filter(f))?)
+    } else if a.at.is_some() || filtered {
+        bail!("--at, --host, --tag and --path choose a snapshot: only for `cat snapshot`");
+    } else {
+        None
+    };
     let repo = ctx.open()?;
-    let v = cmd::cat::cat(&repo, &a.kind, a.id.as_deref())?;
+    let v = cmd::cat::cat(&repo, &a.kind, a.id.as_deref(), sel.as_ref())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     Ok(EXIT_OK)

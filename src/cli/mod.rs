@@ -23,6 +23,7 @@ macro_rules! err {
 
 mod args;
 mod commands;
+mod history;
 mod output;
 mod password;
 

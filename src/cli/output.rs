@@ -60,6 +60,25 @@ pub fn database_line(d: &DatabaseRecord) -> String {
     format!("database {}: {}", d.path, database_summary(d))
 }
 
+/// An `ls -l` style line for a node shown as `name` (already escaped).
+pub fn long_line(n: &Node, name: &str) -> String {
+    let link = if n.kind == NodeKind::Symlink {
+        format!(" -> {}", escape(&String::from_utf8_lossy(&n.link_target)))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {:>5} {:>5} {:>12} {} {}{}",
+        mode_string(n),
+        n.uid,
+        n.gid,
+        n.size,
+        cairn::commands::views::node_mtime(n),
+        name,
+        link
+    )
+}
+
 /// `ls -l` style permission string.
 pub fn mode_string(n: &Node) -> String {
     let t = match n.kind {

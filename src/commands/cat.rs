@@ -13,15 +13,24 @@ use serde_json::{Value, json};
 /// The kinds of object `cat` shows.
 pub const KINDS: &str = "config, snapshot, key, index, pack or tree";
 
-/// Decodes the object of `kind` named by `id` (a prefix; for `snapshot`
-/// also `latest`; for `tree` also `SNAPSHOT:PATH`) as JSON.
-pub fn cat<S>(repo: &Repository<S>, kind: &str, id: Option<&str>) -> Result<Value> {
+/// Decodes the object of `kind` named by `id` (a prefix; for `tree` also
+/// `SNAPSHOT:PATH`) as JSON; a snapshot is chosen by `snapshot` when given
+/// (`latest`, a time, filters), else by `id`.
+pub fn cat<S>(
+    repo: &Repository<S>,
+    kind: &str,
+    id: Option<&str>,
+    snapshot: Option<&SnapshotSelector>,
+) -> Result<Value> {
     let _lock = repo.lock_shared()?;
     let need_id = || id.ok_or_else(|| Error::InvalidInput(format!("cat {kind} needs an id")));
     match kind {
         "config" => Ok(config_json(repo)),
         "snapshot" => {
-            let (id, s) = SnapshotSelector::id(need_id()?).resolve(repo)?;
+            let (id, s) = match snapshot {
+                Some(sel) => sel.resolve(repo)?,
+                None => SnapshotSelector::id(need_id()?).resolve(repo)?,
+            };
             Ok(views::snapshot_json(&id, &s))
         }
         "key" => {

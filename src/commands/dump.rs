@@ -2,9 +2,9 @@
 
 use crate::commands::select::SnapshotSelector;
 use crate::error::{Error, Result};
-use crate::format::tree::NodeKind;
-use crate::repository::Repository;
+use crate::format::tree::{Node, NodeKind};
 use crate::repository::blobs::RunGrouper;
+use crate::repository::{Locate, Repository};
 use std::io::Write;
 use std::path::Path;
 
@@ -31,17 +31,28 @@ pub fn dump<S>(
             node.kind.name()
         )));
     }
+    write_file(&repo, &node, out, "standard output")
+}
+
+/// Writes the content of the file `node` to `out` (named `out_name` in
+/// errors), reading neighbouring blobs with one request; returns the bytes
+/// written.
+pub fn write_file<S: Locate>(
+    repo: &Repository<S>,
+    node: &Node,
+    out: &mut dyn Write,
+    out_name: &str,
+) -> Result<u64> {
     let mut written = 0u64;
     let mut write_run = |run: &crate::repository::BlobRun| -> Result<()> {
         for data in repo.read_run(run)? {
-            out.write_all(&data)
-                .map_err(|e| Error::io("standard output", e))?;
+            out.write_all(&data).map_err(|e| Error::io(out_name, e))?;
             written += data.len() as u64;
         }
         Ok(())
     };
     let mut runs = RunGrouper::new(RUN_MAX_BYTES);
-    for b in repo.file_blobs(&node)? {
+    for b in repo.file_blobs(node)? {
         if let Some((run, _)) = runs.push(b?) {
             write_run(&run)?;
         }
@@ -49,6 +60,6 @@ pub fn dump<S>(
     if let Some((run, _)) = runs.finish() {
         write_run(&run)?;
     }
-    out.flush().map_err(|e| Error::io("standard output", e))?;
+    out.flush().map_err(|e| Error::io(out_name, e))?;
     Ok(written)
 }

@@ -11,63 +11,8 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
 use crate::repository::{Repository, SnapshotFilter};
-use serde::Serialize;
 
-/// Which snapshot fields form a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupBy {
-    /// Group by host name.
-    pub host: bool,
-    /// Group by the set of paths.
-    pub paths: bool,
-    /// Group by the set of tags.
-    pub tags: bool,
-}
-
-impl Default for GroupBy {
-    fn default() -> Self {
-        GroupBy {
-            host: true,
-            paths: true,
-            tags: false,
-        }
-    }
-}
-
-impl std::str::FromStr for GroupBy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<GroupBy, String> {
-        let mut g = GroupBy {
-            host: false,
-            paths: false,
-            tags: false,
-        };
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part {
-                "host" => g.host = true,
-                "paths" | "path" => g.paths = true,
-                "tags" | "tag" => g.tags = true,
-                other => {
-                    return Err(format!(
-                        "unknown group-by field {other:?} (use host, paths, tags)"
-                    ));
-                }
-            }
-        }
-        Ok(g)
-    }
-}
-
-/// The key of one group; fields not grouped by are `None`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct GroupKey {
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Paths.
-    pub paths: Option<Vec<String>>,
-    /// Tags.
-    pub tags: Option<Vec<String>>,
-}
+pub use crate::commands::snapshots::{GroupBy, GroupKey, key_of};
 
 /// A kept snapshot and why.
 #[derive(Clone, Debug)]
@@ -89,14 +34,6 @@ pub struct GroupDecision {
     pub keep: Vec<Kept>,
     /// Removed snapshots, newest first.
     pub remove: Vec<(Id, Snapshot)>,
-}
-
-fn key_of(s: &Snapshot, g: GroupBy) -> GroupKey {
-    GroupKey {
-        hostname: g.host.then(|| s.hostname.clone()),
-        paths: g.paths.then(|| s.paths.clone()),
-        tags: g.tags.then(|| s.tags.clone()),
-    }
 }
 
 /// Applies `policy` to each group of the snapshots passing `filter`.
@@ -225,6 +162,7 @@ pub struct ForgetReport {
 pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetReport> {
     opts.validate()?;
     let _lock = repo.lock_exclusive()?;
+    let set = repo.load_snapshot_set()?;
     let decision = if !opts.ids.is_empty() {
         let mut ids = Vec::new();
         for sel in &opts.ids {
@@ -234,12 +172,7 @@ pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetRep
         }
         ForgetDecision::Ids(ids)
     } else {
-        let groups = plan(
-            repo.load_snapshots()?,
-            &opts.filter,
-            &opts.policy,
-            opts.group_by,
-        );
+        let groups = plan(set.shown.clone(), &opts.filter, &opts.policy, opts.group_by);
         if !opts.allow_remove_all {
             check_not_removing_all(&groups)?;
         }
@@ -252,9 +185,21 @@ pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetRep
             .flat_map(|g| g.remove.iter().map(|(id, _)| *id))
             .collect(),
     };
-    if !opts.dry_run {
-        remove_snapshots(repo, &removed)?;
+    // The files a removed snapshot hides (an interrupted `tag`) go first,
+    // so none reappears.
+    let mut files = Vec::new();
+    for id in &removed {
+        for hidden in set.hidden_behind(id) {
+            if !files.contains(&hidden) && !removed.contains(&hidden) {
+                files.push(hidden);
+            }
+        }
+        files.push(*id);
     }
+    if !opts.dry_run {
+        remove_snapshots(repo, &files)?;
+    }
+    let removed = files;
     let prune = match &opts.prune {
         Some(p) => {
             let mut p = p.clone();

@@ -166,9 +166,14 @@ pub fn prune_unlocked<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Pr
 fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
     let live = live_packs(repo.core_ref(), OnDamage::Fail)?;
     let repo = repo.with_full_index()?;
-    let mut snapshots = repo.load_snapshots()?;
-    snapshots.retain(|(id, _)| !opts.assume_removed.contains(id));
-    let used = reachable(&repo, snapshots.iter().map(|(_, s)| s.tree))?;
+    // Hidden snapshots (left behind by an interrupted `tag`) are durable
+    // references too.
+    let snapshots = repo.load_snapshot_set()?;
+    let trees = snapshots
+        .all()
+        .filter(|(id, _)| !opts.assume_removed.contains(id))
+        .map(|(_, s)| s.tree);
+    let used = reachable(&repo, trees)?;
     for id in used.data.iter() {
         if !repo.has_blob(id) {
             return Err(Error::corrupt(
@@ -203,7 +208,11 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
         unindexed,
         size_of,
         used,
-        snapshots: snapshots.len(),
+        snapshots: snapshots
+            .shown
+            .iter()
+            .filter(|(id, _)| !opts.assume_removed.contains(id))
+            .count(),
     })
 }
 

@@ -38,6 +38,7 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
         "tags": s.tags,
         "tree": s.tree.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()),
+        "replaces": s.replaces.map(|p| p.to_hex()),
         "program_version": s.program_version,
         "summary": {
             "files_new": m.files_new,

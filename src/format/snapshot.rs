@@ -91,6 +91,11 @@ pub struct Snapshot {
     /// block (format-spec/v1-databases.md).
     #[serde(skip)]
     pub databases: Vec<DatabaseRecord>,
+    /// The snapshot this one replaces (`cairn tag` rewrites a snapshot as a
+    /// new one and then deletes the old one; while both exist, readers show
+    /// only this one). Extension block, like `databases`.
+    #[serde(skip)]
+    pub replaces: Option<Id>,
 }
 
 /// Which SQLite check was run.
@@ -146,10 +151,54 @@ pub struct DatabaseRecord {
     pub journal_mode: String,
 }
 
-/// The snapshot extension block.
-#[derive(Serialize, Deserialize)]
-struct SnapshotExt {
-    databases: Vec<DatabaseRecord>,
+/// The snapshot extension block: `databases`, then `replaces`, a trailing
+/// optional field that is absent when `None` (blocks written before it
+/// existed stay valid, and each snapshot keeps exactly one encoding).
+#[derive(Serialize)]
+struct SnapshotExt<'a> {
+    databases: &'a [DatabaseRecord],
+    replaces: Option<Id>,
+}
+
+impl SnapshotExt<'_> {
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = envelope::to_postcard(&self.databases)?;
+        if self.replaces.is_some() {
+            out.extend_from_slice(&envelope::to_postcard(&self.replaces)?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes a block strictly: `(databases, replaces)`.
+    fn decode(bytes: &[u8], what: &str) -> Result<(Vec<DatabaseRecord>, Option<Id>)> {
+        let malformed =
+            |e: postcard::Error| Error::corrupt(what, format!("malformed content: {e}"));
+        let (databases, rest) =
+            postcard::take_from_bytes::<Vec<DatabaseRecord>>(bytes).map_err(malformed)?;
+        let replaces = if rest.is_empty() {
+            None
+        } else {
+            let (replaces, rest) =
+                postcard::take_from_bytes::<Option<Id>>(rest).map_err(malformed)?;
+            if !rest.is_empty() {
+                return Err(Error::corrupt(
+                    what,
+                    "trailing bytes after the extension block",
+                ));
+            }
+            if replaces.is_none() {
+                return Err(Error::corrupt(
+                    what,
+                    "extension block: an absent `replaces` is written as nothing, not as None",
+                ));
+            }
+            replaces
+        };
+        if databases.is_empty() && replaces.is_none() {
+            return Err(Error::corrupt(what, "empty extension block"));
+        }
+        Ok((databases, replaces))
+    }
 }
 
 impl Snapshot {
@@ -168,13 +217,15 @@ impl Snapshot {
     }
 
     /// The plaintext: the version 1 fields, then the extension block if
-    /// the snapshot holds databases.
+    /// the snapshot holds databases or replaces another.
     pub fn to_plaintext(&self) -> Result<Vec<u8>> {
         let mut plain = envelope::to_postcard(self)?;
-        if !self.databases.is_empty() {
-            plain.extend_from_slice(&envelope::to_postcard(&SnapshotExt {
-                databases: self.databases.clone(),
-            })?);
+        if !self.databases.is_empty() || self.replaces.is_some() {
+            let ext = SnapshotExt {
+                databases: &self.databases,
+                replaces: self.replaces,
+            };
+            plain.extend_from_slice(&ext.encode()?);
         }
         Ok(plain)
     }
@@ -187,12 +238,10 @@ impl Snapshot {
 
     /// Decodes and validates the plaintext of a snapshot file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Snapshot> {
-        let (mut s, ext) = envelope::from_postcard_ext::<Snapshot, SnapshotExt>(plain, what)?;
-        if let Some(ext) = ext {
-            if ext.databases.is_empty() {
-                return Err(Error::corrupt(what, "empty extension block"));
-            }
-            s.databases = ext.databases;
+        let (mut s, rest) = postcard::take_from_bytes::<Snapshot>(plain)
+            .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
+        if !rest.is_empty() {
+            (s.databases, s.replaces) = SnapshotExt::decode(rest, what)?;
         }
         if s.time_nsec >= 1_000_000_000
             || FixedOffset::east_opt(s.utc_offset).is_none()
@@ -233,6 +282,7 @@ mod tests {
             error_messages: vec![],
             program_version: "cairn".into(),
             databases: vec![],
+            replaces: None,
         }
     }
 
@@ -259,14 +309,23 @@ mod tests {
         let plain = s.to_plaintext().unwrap();
         assert_eq!(Snapshot::from_plaintext(&plain, "s").unwrap(), s);
         // An empty block is not an encoding cairn writes.
-        let empty = [
-            v1,
-            envelope::to_postcard(&SnapshotExt { databases: vec![] }).unwrap(),
-        ]
-        .concat();
+        let empty = [v1.clone(), vec![0]].concat();
         assert!(Snapshot::from_plaintext(&empty, "s").is_err());
         for i in 0..plain.len() {
             let _ = Snapshot::from_plaintext(&plain[..i], "s");
         }
+        // `replaces` follows the databases; absent means None.
+        s.replaces = Some(Id([9; 32]));
+        let with = s.to_plaintext().unwrap();
+        assert_eq!(with.len(), plain.len() + 33);
+        assert_eq!(&with[..plain.len()], &plain[..]);
+        assert_eq!(Snapshot::from_plaintext(&with, "s").unwrap(), s);
+        s.databases.clear();
+        let only = s.to_plaintext().unwrap();
+        assert_eq!(only, [v1.clone(), vec![0, 1], vec![9; 32]].concat());
+        assert_eq!(Snapshot::from_plaintext(&only, "s").unwrap(), s);
+        // An explicit None is not the encoding.
+        let none = [v1, vec![0, 0]].concat();
+        assert!(Snapshot::from_plaintext(&none, "s").is_err());
     }
 }

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use blobs::{BlobRun, RunBlob};
 pub use lock::LockGuard;
-pub use snapshots::SnapshotFilter;
+pub use snapshots::{SnapshotFilter, SnapshotSet};
 
 /// Settings for a new repository.
 #[derive(Clone, Debug)]

@@ -14,6 +14,7 @@ use crate::backend::{FileKind, Handle};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
+use std::collections::{HashMap, HashSet};
 
 /// Filters applied when selecting snapshots (`--host`, `--tag`, `--path`).
 #[derive(Clone, Debug, Default)]
@@ -55,11 +56,21 @@ impl<S> Repository<S> {
             .collect())
     }
 
-    /// Reads every snapshot that can be read, oldest first. A damaged
+    /// Reads every snapshot that can be read, oldest first, except those
+    /// hidden behind a replacement (see [`SnapshotSet`]). A damaged
     /// snapshot file is skipped with a warning (it costs that snapshot
     /// only); a file removed meanwhile is skipped silently; any other error
     /// (the storage cannot be read) fails.
     pub fn load_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        Ok(self.load_snapshot_set()?.shown)
+    }
+
+    /// Reads every snapshot that can be read, shown and hidden.
+    pub fn load_snapshot_set(&self) -> Result<SnapshotSet> {
+        Ok(SnapshotSet::new(self.load_all_snapshots()?))
+    }
+
+    fn load_all_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
         let ids = self.snapshot_ids()?;
         let at_once = self.core.backend.write_concurrency().max(1);
@@ -134,8 +145,21 @@ impl<S> Repository<S> {
     /// Resolves a snapshot selector: `latest`, or a unique id prefix,
     /// among snapshots passing `filter`.
     pub fn find_snapshot(&self, selector: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
-        let all = self.load_snapshots()?;
-        let mut cands: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        self.find_snapshot_in(&self.load_snapshots()?, selector, filter)
+    }
+
+    /// [`Self::find_snapshot`] among already loaded snapshots (oldest first).
+    pub fn find_snapshot_in(
+        &self,
+        loaded: &[(Id, Snapshot)],
+        selector: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(Id, Snapshot)> {
+        let mut cands: Vec<_> = loaded
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect();
         if selector == "latest" {
             return cands
                 .pop()
@@ -176,6 +200,93 @@ impl<S> Repository<S> {
                     .unwrap_or_default();
                 Error::SnapshotNotFound(format!("at or before {when}"))
             })
+    }
+}
+
+/// The readable snapshots, split into those shown and those hidden behind
+/// a replacement: `cairn tag` writes a snapshot that `replaces` the old
+/// one and then deletes the old file; a crash in between leaves both, and
+/// the old one is hidden (format-spec/v1-databases.md section 5).
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotSet {
+    /// Snapshots shown to users, oldest first.
+    pub shown: Vec<(Id, Snapshot)>,
+    /// Hidden snapshots, each with the id of the snapshot that replaces it.
+    pub hidden: Vec<(Id, Snapshot, Id)>,
+}
+
+impl SnapshotSet {
+    /// Splits `all` (oldest first).
+    pub fn new(all: Vec<(Id, Snapshot)>) -> SnapshotSet {
+        let by_id: HashMap<Id, &Snapshot> = all.iter().map(|(id, s)| (*id, s)).collect();
+        let mut hidden_by: HashMap<Id, Id> = HashMap::new();
+        for (id, s) in &all {
+            let Some(old_id) = s.replaces else { continue };
+            let Some(old) = by_id.get(&old_id) else {
+                continue;
+            };
+            let same = old.tree == s.tree
+                && (old.time, old.time_nsec) == (s.time, s.time_nsec)
+                && old.hostname == s.hostname
+                && old.paths == s.paths;
+            if same && old_id != *id {
+                hidden_by.insert(old_id, *id);
+            }
+        }
+        // A cycle would hide every member; show them all instead (no
+        // writer makes one, and a hidden file must never be the last copy
+        // of a snapshot).
+        let in_cycle = |start: Id| {
+            let mut at = start;
+            for _ in 0..=hidden_by.len() {
+                match hidden_by.get(&at) {
+                    Some(next) if *next == start => return true,
+                    Some(next) => at = *next,
+                    None => return false,
+                }
+            }
+            true
+        };
+        let cyclic: HashSet<Id> = hidden_by
+            .keys()
+            .copied()
+            .filter(|id| in_cycle(*id))
+            .collect();
+        hidden_by.retain(|id, _| !cyclic.contains(id));
+        let mut set = SnapshotSet::default();
+        for (id, s) in all {
+            match hidden_by.get(&id) {
+                Some(by) => set.hidden.push((id, s, *by)),
+                None => set.shown.push((id, s)),
+            }
+        }
+        set
+    }
+
+    /// The hidden snapshots behind `id` (directly or through other hidden
+    /// ones), deepest first: the order to delete them in, so that a crash
+    /// midway never uncovers one.
+    pub fn hidden_behind(&self, id: &Id) -> Vec<Id> {
+        let mut chain = Vec::new();
+        let mut frontier = vec![*id];
+        while let Some(at) = frontier.pop() {
+            for (hid, _, by) in &self.hidden {
+                if *by == at && !chain.contains(hid) {
+                    chain.push(*hid);
+                    frontier.push(*hid);
+                }
+            }
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// Every readable snapshot, shown or hidden (what `prune` must keep).
+    pub fn all(&self) -> impl Iterator<Item = (&Id, &Snapshot)> {
+        self.shown
+            .iter()
+            .map(|(id, s)| (id, s))
+            .chain(self.hidden.iter().map(|(id, s, _)| (id, s)))
     }
 }
 

@@ -305,6 +305,36 @@ pub fn schema_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// One row of `sqlite_master`: a table, index, view or trigger.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SchemaObject {
+    /// `table`, `index`, `view` or `trigger`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The `CREATE` statement (none for automatic indexes).
+    pub sql: Option<String>,
+}
+
+/// The schema of the database file at `path` (opened immutable), sorted
+/// by kind and name.
+pub fn schema_objects(path: &Path) -> Result<Vec<SchemaObject>> {
+    let conn = open_immutable(path)?;
+    let read = || -> rusqlite::Result<Vec<SchemaObject>> {
+        let mut stmt =
+            conn.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SchemaObject {
+                kind: r.get(0)?,
+                name: r.get(1)?,
+                sql: r.get(2)?,
+            })
+        })?;
+        rows.collect()
+    };
+    read().map_err(|e| db_err(path, e))
+}
+
 /// `SELECT count(*)` of every ordinary table (not virtual tables), by name.
 pub fn row_counts(conn: &Connection) -> rusqlite::Result<Vec<TableRows>> {
     let names: Vec<String> = {

@@ -1,77 +1,13 @@
-//! Reading the source file system: exclusion patterns and entry metadata.
-//!
-//! Patterns follow restic's habits: a pattern starting with `/` is matched
-//! against the whole absolute path, any other pattern against the trailing
-//! components at any depth (`*.log` excludes every `.log` file, `cache/tmp`
-//! every `tmp` inside a `cache`). `*` does not cross `/`; `**` does. An
-//! excluded directory is not descended into.
+//! Reading the source file system: entry metadata (and the exclusion
+//! patterns, [`PatternSet`], applied to it). An excluded directory is not
+//! descended into.
 
-use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+pub use crate::patterns::PatternSet;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-
-/// A compiled set of exclusion patterns.
-#[derive(Clone, Debug)]
-pub struct PatternSet {
-    set: GlobSet,
-    empty: bool,
-}
-
-impl PatternSet {
-    /// Compiles patterns; a bad pattern is an error naming it.
-    pub fn new(patterns: &[String]) -> Result<PatternSet> {
-        let mut b = GlobSetBuilder::new();
-        let mut empty = true;
-        for p in patterns {
-            let p = p.trim_end_matches('/');
-            if p.is_empty() {
-                continue;
-            }
-            empty = false;
-            let full = if p.starts_with('/') {
-                p.to_string()
-            } else {
-                format!("**/{p}")
-            };
-            let g = GlobBuilder::new(&full)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| Error::InvalidInput(format!("invalid pattern {p:?}: {e}")))?;
-            b.add(g);
-        }
-        let set = b
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("invalid patterns: {e}")))?;
-        Ok(PatternSet { set, empty })
-    }
-
-    /// Reads patterns from a file: one per line, `#` comments and blank
-    /// lines ignored.
-    pub fn read_file(path: &Path) -> Result<Vec<String>> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect())
-    }
-
-    /// Whether `path` (absolute) matches any pattern.
-    pub fn matches(&self, path: &Path) -> bool {
-        !self.empty && self.set.is_match(path)
-    }
-
-    /// Whether the set has no patterns.
-    pub fn is_empty(&self) -> bool {
-        self.empty
-    }
-}
 
 /// Builds a node (without content or subtree) from `lstat` metadata.
 pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {

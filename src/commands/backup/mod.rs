@@ -543,6 +543,7 @@ fn new_snapshot(
         error_messages: Vec::new(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         databases,
+        replaces: None,
     }
 }
 
