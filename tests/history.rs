@@ -555,7 +555,11 @@ fn tag_rewrites_snapshots_and_survives_an_interrupted_rewrite() {
     let shown = repo.snapshots();
     assert_eq!(shown.len(), 2, "{shown:?}");
     assert!(!shown.iter().any(|s| s["id"] == current1.as_str()));
-    repo.run(&["check", "--read-data"]).ok();
+    let checked = repo.run(&["check", "--read-data"]).ok().out();
+    assert!(
+        checked.contains("left over from an interrupted `tag`"),
+        "{checked}"
+    );
     // prune keeps the data of both, and restore works.
     repo.run(&["prune"]).ok();
     repo.run(&["check", "--read-data"]).ok();

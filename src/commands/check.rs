@@ -392,6 +392,15 @@ fn load_snapshots(
         }
     }
     rep.snapshots = snapshots.len();
+    let set = crate::repository::SnapshotSet::new(snapshots.clone());
+    for (id, _, by) in &set.hidden {
+        rep.info.push(format!(
+            "snapshot {} is left over from an interrupted `tag` and hidden behind {}; the next `tag` or `forget` of {} removes it",
+            id.short(),
+            by.short(),
+            by.short()
+        ));
+    }
     Ok(snapshots)
 }
 

@@ -166,7 +166,12 @@ pub fn copy<S, T>(
             report.blobs_copied += st.blobs.load(std::sync::atomic::Ordering::Relaxed);
             report.bytes_copied += st.raw_bytes.load(std::sync::atomic::Ordering::Relaxed);
             report.bytes_stored += st.stored_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            let copy = Snapshot { tree, ..s.clone() };
+            // `replaces` names a file of the source repository.
+            let copy = Snapshot {
+                tree,
+                replaces: None,
+                ..s.clone()
+            };
             let target_id = dest.save_snapshot(&copy)?;
             counters.add_done(1, s.summary.total_bytes);
             report.copied.push(CopiedSnapshot {
