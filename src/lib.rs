@@ -21,6 +21,7 @@ pub mod backend;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod jobs;
 pub mod patterns;
 pub mod repository;
 pub mod sources;

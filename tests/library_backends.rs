@@ -202,10 +202,10 @@ fn command_stream_in_memory() {
     let r = backup::backup(
         &repo,
         &BackupOptions {
-            stdin: Some(StdinSource {
+            streams: vec![StdinSource {
                 filename: "dump.sql".into(),
                 command: Some(vec!["printf".into(), "a\\nb\\n".into()]),
-            }),
+            }],
             ..Default::default()
         },
         &NoProgress,

@@ -165,6 +165,7 @@ impl S3Options {
                 session_token: env("AWS_SESSION_TOKEN"),
             },
         };
+        let (mut access_key, mut secret_key) = (None, None);
         for (k, v) in options {
             let Some(key) = k.strip_prefix("s3.") else {
                 continue;
@@ -183,16 +184,20 @@ impl S3Options {
                 "if-none-match" => o.if_none_match = v.parse().map_err(|_| bad())?,
                 "timeout" => o.timeout = crate::timespec::parse_duration(v)?,
                 "retries" => o.retries = v.parse().ok().filter(|n| *n <= 20).ok_or_else(bad)?,
+                "access-key-id" => access_key = Some(v.clone()),
+                "secret-access-key" => secret_key = Some(v.clone()),
+                "session-token" => o.credentials.session_token = Some(v.clone()),
                 other => {
                     return Err(Error::InvalidInput(format!(
-                        "-o {k}: unknown S3 option {other:?} (known: s3.region, s3.storage-class, s3.connections, s3.if-none-match, s3.timeout, s3.retries)"
+                        "-o {k}: unknown S3 option {other:?} (known: s3.region, s3.storage-class, s3.connections, s3.if-none-match, s3.timeout, s3.retries, s3.access-key-id, s3.secret-access-key, s3.session-token)"
                     )));
                 }
             }
         }
-        let (Some(access_key), Some(secret_key)) =
-            (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-        else {
+        let (Some(access_key), Some(secret_key)) = (
+            access_key.or_else(|| env("AWS_ACCESS_KEY_ID")),
+            secret_key.or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+        ) else {
             return Err(Error::InvalidInput(
                 "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             ));

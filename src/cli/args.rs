@@ -69,6 +69,10 @@ pub struct Global {
     /// Use no local cache for a remote repository
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Job configuration file for run, status and schedule (default:
+    /// /etc/cairn/cairn.toml, then $XDG_CONFIG_HOME/cairn/cairn.toml)
+    #[arg(long, env = "CAIRN_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Do not take a shared lock (for read-only repositories; never for backup)
     #[arg(long, global = true)]
     pub no_lock: bool,
@@ -204,6 +208,41 @@ Examples:
     /// Repair repository metadata
     #[command(subcommand, after_help = "Example:\n  cairn repair index")]
     Repair(RepairCommand),
+    /// Run the jobs of the configuration file: backup, retention, copies, verification
+    #[command(
+        after_help = "Each job runs in file order: start ping, before hooks, backup, forget (and
+prune when due), copy to each copy_to repository, check when due, after or
+failure hooks, end ping. A failing job does not stop the others; a job whose
+previous run is still going is skipped.
+
+Exit codes: 0 every job succeeded (or was skipped), 4 a job failed,
+1 cairn could not start (configuration, unknown job).
+
+Examples:
+  cairn run                            # every job in /etc/cairn/cairn.toml
+  cairn --config ./cairn.toml run databases config
+  cairn run --json > /var/log/cairn/last-run.json"
+    )]
+    Run(RunArgs),
+    /// Show each job's last success, freshness, errors and snapshot counts
+    #[command(
+        after_help = "Exit codes: 0 every job ok, 5 a job is stale (no success within its
+max_age), 6 a job is failing (last run failed, damage found, repository
+unreadable), 1 error.
+
+Examples:
+  cairn status
+  cairn status --json
+  cairn status --prometheus > /var/lib/node_exporter/textfile/cairn.prom"
+    )]
+    Status(StatusArgs),
+    /// Print or install systemd timers (or crontab lines) for the jobs
+    #[command(after_help = "Examples:
+  cairn schedule                        # show the systemd units for every job with a schedule
+  cairn schedule --install              # write them to /etc/systemd/system
+  cairn schedule --cron --install       # or one file /etc/cron.d/cairn
+  cairn schedule --cron --install --dry-run")]
+    Schedule(ScheduleArgs),
     /// Manage the repository's key files (passwords)
     #[command(
         subcommand,
@@ -641,4 +680,44 @@ pub struct CheckArgs {
     pub max_age: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Jobs to run (default: all, in file order)
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Snapshot time instead of now (RFC 3339 or "YYYY-MM-DD HH:MM[:SS]" local)
+    #[arg(long)]
+    pub time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Jobs to show (default: all)
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Print Prometheus text format (for node_exporter's textfile collector)
+    #[arg(long, conflicts_with = "json")]
+    pub prometheus: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// Crontab lines instead of systemd units
+    #[arg(long)]
+    pub cron: bool,
+    /// Write the files (default: print them)
+    #[arg(long)]
+    pub install: bool,
+    /// With --install: say what would be written, write nothing
+    #[arg(short = 'n', long, requires = "install")]
+    pub dry_run: bool,
+    /// Where to write (default: /etc/systemd/system, ~/.config/systemd/user
+    /// for non-root, or /etc/cron.d)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The user column of the crontab file (default: the current user)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }

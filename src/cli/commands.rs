@@ -4,6 +4,7 @@
 
 use super::args::*;
 use super::history;
+use super::jobs;
 use super::output::{self, Activity, Display, bytes, print_json};
 use super::password;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
@@ -49,13 +50,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Find(a) => history::find(&ctx, a),
         Command::Diff(a) => history::diff(&ctx, a),
         Command::Tag(a) => history::tag(&ctx, a),
+        Command::Run(a) => jobs::run(&ctx, a),
+        Command::Status(a) => jobs::status(&ctx, a),
+        Command::Schedule(a) => jobs::schedule(&ctx, a),
     }
 }
 
 /// Global options, checked.
 pub(super) struct Ctx<'a> {
     pub(super) g: &'a Global,
-    open_options: OpenOptions,
+    pub(super) open_options: OpenOptions,
 }
 
 impl Ctx<'_> {
@@ -234,10 +238,13 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
             ..Default::default()
         },
         sqlite_allow_corrupt: a.sqlite_allow_corrupt,
-        stdin: (a.stdin || a.stdin_from_command).then(|| cmd::backup::StdinSource {
-            filename: a.stdin_filename.clone(),
-            command: a.stdin_from_command.then(|| a.command.clone()),
-        }),
+        streams: (a.stdin || a.stdin_from_command)
+            .then(|| cmd::backup::StdinSource {
+                filename: a.stdin_filename.clone(),
+                command: a.stdin_from_command.then(|| a.command.clone()),
+            })
+            .into_iter()
+            .collect(),
     };
     // Check the sources before asking for a password.
     opts.validate()?;
@@ -663,18 +670,6 @@ fn key(ctx: &Ctx, k: &KeyCommand) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn parse_percent(s: &str) -> Result<f64> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| anyhow!("bad percentage {s:?}"))?;
-    if !(0.0..=100.0).contains(&v) {
-        bail!("percentage {s:?} out of range 0..100");
-    }
-    Ok(v / 100.0)
-}
-
 /// Parses a size like `500M`, `2G`, `1.5T` or `4096` (bytes; K, M, G, T
 /// are powers of 1024).
 fn parse_size(s: &str) -> Result<u64> {
@@ -705,7 +700,7 @@ fn parse_size(s: &str) -> Result<u64> {
 
 fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cmd::prune::PruneOptions> {
     Ok(cmd::prune::PruneOptions {
-        max_unused: parse_percent(&a.max_unused)?,
+        max_unused: cmd::prune::parse_max_unused(&a.max_unused)?,
         repack_small: a.repack_small,
         dry_run,
         assume_removed: Vec::new(),

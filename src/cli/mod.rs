@@ -24,6 +24,7 @@ macro_rules! err {
 mod args;
 mod commands;
 mod history;
+mod jobs;
 mod output;
 mod password;
 
@@ -35,6 +36,13 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 /// Exit code: the snapshot was saved, but some source entries could not be read.
 pub const EXIT_PARTIAL: i32 = 3;
+/// Exit code: `run`: a job failed.
+pub const EXIT_JOB_FAILED: i32 = 4;
+/// Exit code: `status`: a job is stale (no success within its max_age).
+pub const EXIT_STALE: i32 = 5;
+/// Exit code: `status`: a job is failing (last run failed, damage found,
+/// repository unreadable).
+pub const EXIT_FAILING: i32 = 6;
 /// Exit code: the repository does not exist.
 pub const EXIT_NO_REPOSITORY: i32 = 10;
 /// Exit code: the repository is locked by another process.

@@ -46,6 +46,22 @@ pub struct PruneOptions {
     pub max_repack_bytes: Option<u64>,
 }
 
+/// Parses a `--max-unused` value such as `5%` or `5` (percent) into a
+/// fraction.
+pub fn parse_max_unused(s: &str) -> Result<f64> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| Error::InvalidInput(format!("bad percentage {s:?}")))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(Error::InvalidInput(format!(
+            "percentage {s:?} out of range 0..100"
+        )));
+    }
+    Ok(v / 100.0)
+}
+
 impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {

@@ -13,8 +13,8 @@
 //! each is copied consistently with SQLite's online backup API, checked, and
 //! stored under its own path in place of the live file, cut at page
 //! boundaries ([`crate::format::chunker::DatabaseChunking`]), changed pages
-//! as deltas ([`delta`]); and one stream (standard input or a command's
-//! output) stored as `/NAME`. Files with many chunks list them through
+//! as deltas ([`delta`]); and streams (standard input, commands' output)
+//! each stored as `/NAME`. Files with many chunks list them through
 //! content-list blobs ([`crate::format::content`]).
 
 mod archiver;
@@ -69,8 +69,9 @@ pub struct BackupOptions {
     /// Save a database that fails its check (marked failed) instead of
     /// aborting the backup.
     pub sqlite_allow_corrupt: bool,
-    /// Store standard input or a command's output as a file.
-    pub stdin: Option<StdinSource>,
+    /// Streams stored as files: standard input (at most one) and commands'
+    /// output, each under its own name.
+    pub streams: Vec<StdinSource>,
 }
 
 /// A stream stored as the file `/filename` of the snapshot.
@@ -134,7 +135,7 @@ impl BackupOptions {
     /// read, and that a stream's name is a plain name that overlaps no
     /// source. Called before a password is asked for.
     pub fn validate(&self) -> Result<()> {
-        if self.paths.is_empty() && self.sqlite.is_empty() && self.stdin.is_none() {
+        if self.paths.is_empty() && self.sqlite.is_empty() && self.streams.is_empty() {
             return Err(Error::InvalidInput(
                 "nothing to back up: give paths, --sqlite DBFILE, --stdin or --stdin-from-command"
                     .into(),
@@ -191,35 +192,38 @@ impl BackupOptions {
             sources.push(abs);
         }
         databases.sort();
-        let stream_path = match &self.stdin {
-            Some(s) => {
-                crate::format::tree::validate_name(s.filename.as_bytes()).map_err(|e| {
-                    Error::InvalidInput(format!("--stdin-filename {:?}: {e}", s.filename))
-                })?;
-                let p = PathBuf::from("/").join(&s.filename);
-                if let Some(c) = plain
-                    .iter()
-                    .chain(databases.iter())
-                    .find(|c| c.starts_with(&p) || p.starts_with(c))
-                {
-                    return Err(Error::InvalidInput(format!(
-                        "--stdin-filename {}: {} would overlap the source path {}",
-                        s.filename,
-                        p.display(),
-                        c.display()
-                    )));
-                }
-                if s.command.as_ref().is_some_and(|c| c.is_empty()) {
-                    return Err(Error::InvalidInput(
-                        "--stdin-from-command needs the command after --, e.g. -- pg_dump mydb"
-                            .into(),
-                    ));
-                }
-                sources.push(p.clone());
-                Some(p)
+        let mut stream_paths = Vec::new();
+        if self.streams.iter().filter(|s| s.command.is_none()).count() > 1 {
+            return Err(Error::InvalidInput(
+                "standard input can be stored only once per snapshot".into(),
+            ));
+        }
+        for s in &self.streams {
+            crate::format::tree::validate_name(s.filename.as_bytes()).map_err(|e| {
+                Error::InvalidInput(format!("stream file name {:?}: {e}", s.filename))
+            })?;
+            let p = PathBuf::from("/").join(&s.filename);
+            if let Some(c) = plain
+                .iter()
+                .chain(databases.iter())
+                .chain(stream_paths.iter())
+                .find(|c| c.starts_with(&p) || p.starts_with(c))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "stream file name {}: {} would overlap {}",
+                    s.filename,
+                    p.display(),
+                    c.display()
+                )));
             }
-            None => None,
-        };
+            if s.command.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(Error::InvalidInput(
+                    "--stdin-from-command needs the command after --, e.g. -- pg_dump mydb".into(),
+                ));
+            }
+            sources.push(p.clone());
+            stream_paths.push(p);
+        }
         sources.sort();
         sources.dedup();
         // Drop paths inside other paths: the outer one covers them.
@@ -232,7 +236,7 @@ impl BackupOptions {
         Ok(Sources {
             top,
             databases,
-            stream_path,
+            stream_paths,
         })
     }
 }
@@ -243,8 +247,8 @@ struct Sources {
     top: Vec<PathBuf>,
     /// The databases, sorted.
     databases: Vec<PathBuf>,
-    /// Where the stream goes (`/NAME`).
-    stream_path: Option<PathBuf>,
+    /// Where each stream goes (`/NAME`), in the order of the options.
+    stream_paths: Vec<PathBuf>,
 }
 
 impl Sources {
@@ -460,7 +464,7 @@ fn store_databases_and_stream(
             archiver.skip.insert(PathBuf::from(s));
         }
     }
-    if let (Some(src), Some(p)) = (&opts.stdin, &sources.stream_path) {
+    for (src, p) in opts.streams.iter().zip(&sources.stream_paths) {
         let node = archiver.store_stream_source(src)?;
         overrides.insert(p.clone(), node);
     }
