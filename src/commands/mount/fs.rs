@@ -58,7 +58,7 @@ struct Known {
 enum Handle {
     File {
         map: Arc<FileMap>,
-        /// Where the previous read ended.
+        /// Where the previous read ended (`u64::MAX` before the first).
         next: AtomicU64,
         /// Blobs before this position were queued for read-ahead.
         ahead: AtomicUsize,
@@ -627,9 +627,13 @@ impl Shared {
             .read(offset, size, &fetch)
             .map_err(|e| (Errno::EIO, Some(e)))?;
         let end = offset + data.len() as u64;
+        // The first read of an open file is sequential if it starts at 0.
         let prev = next.swap(end, Ordering::Relaxed);
-        if self.prefetch_bytes > 0 && end < map.size() && offset.abs_diff(prev) <= SEQUENTIAL_WINDOW
-        {
+        let sequential = match prev {
+            u64::MAX => offset == 0,
+            _ => offset.abs_diff(prev) <= SEQUENTIAL_WINDOW,
+        };
+        if self.prefetch_bytes > 0 && end < map.size() && sequential {
             let target = map.blob_at(end.saturating_add(self.prefetch_bytes).min(map.size() - 1));
             let mut from = ahead.load(Ordering::Relaxed);
             if from <= last || from > target + 1 {
@@ -771,7 +775,7 @@ impl Filesystem for CairnFs {
             Ok(map) => {
                 let fh = self.0.add_handle(Handle::File {
                     map,
-                    next: AtomicU64::new(0),
+                    next: AtomicU64::new(u64::MAX),
                     ahead: AtomicUsize::new(0),
                 });
                 // Contents never change: pages read once stay valid.
