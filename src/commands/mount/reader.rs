@@ -179,12 +179,21 @@ impl BlobCache {
         }
         g.slots.insert(*id, Slot::Loading);
         drop(g);
-        let r = fetch().map(Arc::new);
-        match &r {
-            Ok(data) => self.fill(id, data.clone()),
-            Err(_) => self.abandon(id),
+        // Whatever happens to the fetch (an error, a panic), waiters must
+        // not wait for ever.
+        struct Claim<'c>(&'c BlobCache, &'c Id, bool);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.abandon(self.1);
+                }
+            }
         }
-        r
+        let mut claim = Claim(self, id, false);
+        let data = Arc::new(fetch()?);
+        claim.2 = true;
+        self.fill(id, data.clone());
+        Ok(data)
     }
 
     /// Marks the blobs of `ids` that are neither held nor being fetched as
@@ -372,23 +381,38 @@ fn worker(q: &Queue, cache: &BlobCache) {
         if !claimed.iter().any(|c| *c) {
             continue;
         }
-        // Errors are left to the reader, who fetches the blob itself and
-        // reports what is wrong.
-        match job.repo.read_run(&job.run) {
-            Ok(plains) => {
-                for ((id, data), mine) in ids.iter().zip(plains).zip(&claimed) {
-                    if *mine {
-                        cache.fill(id, Arc::new(data));
-                    }
+        // Claims not filled (an error, a panic) are given up, so readers
+        // fetch those blobs themselves (and report what is wrong).
+        let mut open = Claims {
+            cache,
+            ids: ids
+                .iter()
+                .zip(&claimed)
+                .filter(|(_, mine)| **mine)
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        if let Ok(plains) = job.repo.read_run(&job.run) {
+            for (id, data) in ids.iter().zip(plains) {
+                if let Some(pos) = open.ids.iter().position(|c| c == id) {
+                    open.ids.swap_remove(pos);
+                    cache.fill(id, Arc::new(data));
                 }
             }
-            Err(_) => {
-                for (id, mine) in ids.iter().zip(&claimed) {
-                    if *mine {
-                        cache.abandon(id);
-                    }
-                }
-            }
+        }
+    }
+}
+
+/// Blobs a prefetch thread claimed and has not filled yet.
+struct Claims<'c> {
+    cache: &'c BlobCache,
+    ids: Vec<Id>,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            self.cache.abandon(id);
         }
     }
 }
