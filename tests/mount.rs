@@ -899,3 +899,48 @@ fn mount_of_an_s3_repository() {
     drop(f);
     m.stop();
 }
+
+#[test]
+fn damaged_data_is_an_error_never_wrong_bytes() {
+    if !fuse_or_skip("damaged_data_is_an_error_never_wrong_bytes") {
+        return;
+    }
+    let ws = Workspace::new();
+    let repo = ws.init_repo("repo", SMALL_CHUNKS);
+    let src = ws.path("src");
+    let data = random_bytes(51, 200_000);
+    write(&src.join("f"), &data);
+    write(&src.join("g"), b"small\n");
+    let id = repo.backup(&[&src], &[]);
+    let mp = ws.path("mnt");
+    let m = Mount::start(&repo, &mp, &[]);
+    let at = inside(&mp.join("ids").join(&id), &src);
+    // Directories are read (and kept) before the damage.
+    assert_eq!(names(&at), ["f", "g"]);
+    let f = fs::File::open(at.join("f")).unwrap();
+    // Every blob of 4 KiB or more is damaged now (the listings the mount
+    // already holds are not read again).
+    for pack in repo.files_in("data") {
+        let len = fs::metadata(&pack).unwrap().len() as i64;
+        for off in (0..len).step_by(4096) {
+            flip_byte(&pack, off);
+        }
+    }
+    let mut buf = vec![0u8; data.len()];
+    let e = f.read_exact_at(&mut buf, 0).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // Again: the failure is not cached as data.
+    let e = f.read_exact_at(&mut buf, 0).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    drop(f);
+    wait_for("the error on cairn's stderr", || {
+        m.log().lines().any(|l| {
+            l.starts_with("cairn: error:")
+                && l.contains(&format!("{}/ids/{id}/", mp.display()))
+                && l.contains("/src/f: ")
+                && l.contains("authentication failed")
+        })
+    });
+    let log = m.stop();
+    assert!(log.contains("unmounted"), "{log}");
+}

@@ -88,6 +88,8 @@ pub struct Shared {
     uid: u32,
     gid: u32,
     started: SystemTime,
+    /// Where it is mounted (for messages).
+    mountpoint: std::path::PathBuf,
 }
 
 impl Shared {
@@ -127,6 +129,7 @@ impl Shared {
             uid: crate::sys::uid(),
             gid: crate::sys::gid(),
             started: SystemTime::now(),
+            mountpoint: opts.mountpoint.clone(),
         };
         let known = crate::sys::lock(&shared.known);
         shared.show(&known.snapshots);
@@ -260,7 +263,7 @@ impl Shared {
             .ok_or(Errno::ESTALE)
     }
 
-    /// The path of an inode inside the mount, for messages.
+    /// The path of an inode (under the mount point), for messages.
     fn path(&self, inode: &Inode) -> String {
         let table = crate::sys::lock(&self.table);
         let mut parts = vec![inode.name.clone()];
@@ -276,7 +279,11 @@ impl Shared {
         }
         parts.reverse();
         let joined: Vec<u8> = parts.join(&b'/');
-        format!("/{}", String::from_utf8_lossy(&joined))
+        format!(
+            "{}/{}",
+            self.mountpoint.display(),
+            String::from_utf8_lossy(&joined)
+        )
     }
 
     /// Reports `e` as a problem with `inode` and returns `EIO`.
