@@ -117,6 +117,7 @@ pub(super) fn mount(ctx: &Ctx, a: &MountArgs) -> Result<i32> {
     if ctx.g.json {
         print_json(&json!({
             "message_type": "summary",
+            "mounted": r.mounted,
             "ended": match r.ended {
                 Ended::Stopped => "signal",
                 Ended::Unmounted => "unmounted",
@@ -125,7 +126,7 @@ pub(super) fn mount(ctx: &Ctx, a: &MountArgs) -> Result<i32> {
             "blobs_fetched": r.blobs_fetched,
             "duration_seconds": r.duration.as_secs_f64(),
         }))?;
-    } else if ctx.text() {
+    } else if ctx.text() && r.mounted {
         out!("unmounted {}", opts.mountpoint.display());
     }
     Ok(EXIT_OK)

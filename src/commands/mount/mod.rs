@@ -141,6 +141,9 @@ pub enum Ended {
 /// What a finished mount did.
 #[derive(Clone, Debug)]
 pub struct MountReport {
+    /// Whether it was mounted at all (a stop asked for while the index
+    /// was loading ends before).
+    pub mounted: bool,
     /// How it ended.
     pub ended: Ended,
     /// How long it was mounted.
@@ -174,6 +177,7 @@ pub fn mount<S>(
     if events.stop_requested() {
         shared.shutdown();
         return Ok(MountReport {
+            mounted: false,
             ended: Ended::Stopped,
             duration: Duration::ZERO,
             blobs_fetched: 0,
@@ -208,6 +212,7 @@ pub fn mount<S>(
     shared.shutdown();
     drop(lock);
     Ok(MountReport {
+        mounted: true,
         ended,
         duration: started.elapsed(),
         blobs_fetched: shared.blobs_fetched(),
