@@ -48,7 +48,7 @@ struct Known {
     at: Instant,
     /// Every readable snapshot (unfiltered).
     snapshots: HashMap<Id, Arc<Snapshot>>,
-    /// Snapshot files that could not be read (not tried again).
+    /// Snapshot files that are damaged (not read again).
     broken: HashSet<Id>,
     /// When the index was last reloaded because a blob was missing.
     index_reloaded: Option<Instant>,
@@ -211,10 +211,13 @@ impl Shared {
             match self.base.load_snapshot(&id) {
                 Ok(s) => added.push((id, Arc::new(s))),
                 Err(e) if e.is_not_found() => {}
-                Err(e) => {
+                // Damaged: not read again. Anything else (the storage did
+                // not answer) is tried again at the next refresh.
+                Err(e @ Error::Corrupt { .. }) => {
                     known.broken.insert(id);
                     self.problem(format!("{e}; this snapshot is not shown"));
                 }
+                Err(e) => self.problem(format!("reading snapshot {}: {e}", id.short())),
             }
         }
         if !removed && added.is_empty() {
