@@ -167,6 +167,18 @@ Examples:
   cairn restore 1a2b3c4d --target /tmp/r --include /home/me/projects
   cairn restore --at '2026-11-28 09:00' --host app01 --target /tmp/r --verify")]
     Restore(RestoreArgs),
+    /// Serve the snapshots as a read-only file system (FUSE) until Ctrl-C
+    #[command(after_help = "Examples:
+  mkdir -p /mnt/backup && cairn mount /mnt/backup
+  cairn mount /mnt/backup --host app01 --tag nightly
+  cairn mount /mnt/backup --allow-other
+
+Layout: ids/<full id>/, snapshots/<time>/ and snapshots/latest, hosts/<host>/<time>/,
+tags/<tag>/<time>/. <time> is the snapshot's local time to the second, e.g.
+2026-12-02T05:47:55Z or 2026-12-02T06:47:55+01:00; a second snapshot of the same
+second gets -1. New snapshots appear without remounting. Stop with Ctrl-C (or
+SIGTERM), or `umount /mnt/backup`.")]
+    Mount(MountArgs),
     /// Show repository objects (config, snapshot, key, index, pack, tree) as JSON
     #[command(
         after_help = "Examples:\n  cairn cat config\n  cairn cat snapshot latest\n  cairn cat snapshot --at '2026-11-28 09:00' --host app01\n  cairn cat key"
@@ -535,6 +547,18 @@ pub struct RestoreArgs {
     /// Re-read restored files and check them against the snapshot
     #[arg(long)]
     pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Empty directory to mount at
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// Let other users read the mount, as the recorded permissions allow (users other than root need user_allow_other in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_other: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,11 @@ use cairn::repository::{self, OpenOptions, Repository, SnapshotFilter};
 use serde_json::json;
 use std::io::Write;
 
+// `cairn mount` lives in its own file; as a child of this module it shares
+// `Ctx` and the argument helpers without widening their visibility.
+#[path = "mount.rs"]
+mod mount;
+
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
@@ -38,6 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Ls(a) => ls(&ctx, a),
         Command::Dump(a) => dump(&ctx, a),
         Command::Restore(a) => restore(&ctx, a),
+        Command::Mount(a) => mount::mount(&ctx, a),
         Command::Cat(a) => cat(&ctx, a),
         Command::Key(k) => key(&ctx, k),
         Command::Copy(a) => copy(&ctx, a),
