@@ -219,6 +219,7 @@ mod tests {
             error_messages: Vec::new(),
             program_version: String::new(),
             databases: Vec::new(),
+            replaces: None,
         }
     }
 
