@@ -1,4 +1,4 @@
-//! Times and durations accepted on the command line.
+//! Times, durations and sizes accepted on the command line.
 //!
 //! Durations: a number and a unit, repeated: `30s`, `5m`, `26h`, `2d`,
 //! `1w`, `1d12h` (seconds, minutes, hours, days, weeks).
@@ -74,6 +74,32 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
         return Err(bad("use e.g. 30s, 5m, 26h, 2d, 1w"));
     }
     Ok(std::time::Duration::from_secs(total))
+}
+
+/// Parses a size like `500M`, `2G`, `1.5T` or `4096` (bytes; K, M, G, T
+/// are powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || Error::InvalidInput(format!("bad size {s:?}: use e.g. 500M or 2G"));
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as u64)
 }
 
 #[cfg(test)]

@@ -543,6 +543,27 @@ fn jobs_back_up_keep_copy_verify_and_report() {
     let r = s.cairn(&["--json", "status", "config"]);
     assert_eq!(r.code, Some(5), "{}", r.out());
     assert_eq!(last_json(&r.stdout)["jobs"][0]["health"], "stale");
+
+    // A repository disk filling up (no file system has 100% free).
+    let full = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("max_age = \"1s\"", "max_age = \"1d\"")
+        .replace("primary = true", "primary = true\nmin_free = \"100%\"");
+    fs::write(&s.config, full).unwrap();
+    let r = s.cairn(&["--json", "status", "config"]);
+    assert_eq!(r.code, Some(6), "{}", r.out());
+    let st = last_json(&r.stdout);
+    assert!(
+        st["jobs"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("filling up"),
+        "{st}"
+    );
+    assert!(
+        st["repositories"][0]["free_bytes"].as_u64().is_some(),
+        "{st}"
+    );
 }
 
 #[test]
@@ -676,5 +697,26 @@ fn an_overlapping_run_is_skipped_and_schedules_render() {
     assert!(
         tab.contains("run databases") && tab.contains("run config"),
         "{tab}"
+    );
+}
+
+#[test]
+fn the_readme_example_configuration_is_valid() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\n[settings]\nmetrics_file")
+        .expect("example in README");
+    let body = &readme[start + 8..];
+    let body = &body[..body.find("```").unwrap()];
+    let ws = Workspace::new();
+    let path = ws.path("cairn.toml");
+    fs::write(&path, body).unwrap();
+    let mut c = cairn_cmd();
+    c.arg("--config").arg(&path).args(["schedule", "--cron"]);
+    let out = run(c).ok().out();
+    assert!(
+        out.contains("run databases") && out.contains("run data"),
+        "{out}"
     );
 }

@@ -676,34 +676,6 @@ fn key(ctx: &Ctx, k: &KeyCommand) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Parses a size like `500M`, `2G`, `1.5T` or `4096` (bytes; K, M, G, T
-/// are powers of 1024).
-fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                'B' => 1,
-                _ => bail!("bad size {s:?}: use e.g. 500M or 2G"),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("bad size {s:?}: use e.g. 500M or 2G"))?;
-    if !(v >= 0.0 && v.is_finite()) {
-        bail!("bad size {s:?}");
-    }
-    Ok((v * mult as f64) as u64)
-}
-
 fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cmd::prune::PruneOptions> {
     Ok(cmd::prune::PruneOptions {
         max_unused: cmd::prune::parse_max_unused(&a.max_unused)?,
@@ -713,7 +685,7 @@ fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cmd::prune::PruneOption
         max_repack_bytes: a
             .max_repack_size
             .as_deref()
-            .map(parse_size)
+            .map(cairn::timespec::parse_size)
             .transpose()
             .context("--max-repack-size")?,
     })

@@ -15,7 +15,11 @@ use serde_json::json;
 use std::io::Write;
 
 fn load(ctx: &Ctx) -> Result<Config> {
-    Ok(Config::find_and_load(ctx.g.config.as_deref())?)
+    let c = Config::find_and_load(ctx.g.config.as_deref())?;
+    for w in &c.warnings {
+        err!("cairn: warning: {w}");
+    }
+    Ok(c)
 }
 
 pub(super) fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
@@ -246,14 +250,23 @@ fn print_status(r: &StatusReport) -> Result<()> {
                 repo.location,
                 output::escape(e)
             )?,
-            None => writeln!(
-                out,
-                "repository {} ({}): {} snapshots, {}",
-                repo.repository,
-                repo.location,
-                repo.snapshots.unwrap_or(0),
-                bytes(repo.size_bytes.unwrap_or(0))
-            )?,
+            None => {
+                let free = match (repo.free_bytes, repo.filesystem_bytes) {
+                    (Some(f), Some(t)) => format!("; {} free of {}", bytes(f), bytes(t)),
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "repository {} ({}): {} snapshots, {}{free}",
+                    repo.repository,
+                    repo.location,
+                    repo.snapshots.unwrap_or(0),
+                    bytes(repo.size_bytes.unwrap_or(0))
+                )?;
+                if let Some(low) = &repo.low_space {
+                    writeln!(out, "  {}", output::escape(low))?;
+                }
+            }
         }
     }
     Ok(())

@@ -44,6 +44,10 @@ pub struct Config {
     /// The file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
+    /// Things worth saying that do not stop anything (a file holding
+    /// secrets that others can read).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[settings]`.
@@ -83,6 +87,43 @@ pub struct RepositoryConfig {
     /// with a single repository it is implied).
     #[serde(default)]
     pub primary: bool,
+    /// Local repositories: `status` reports the jobs using it as failing
+    /// when its file system has less free space than this (`10G`, `5%`).
+    pub min_free: Option<FreeSpace>,
+}
+
+/// A free-space limit: bytes or a share of the file system.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FreeSpace {
+    /// At least this many bytes.
+    Bytes(u64),
+    /// At least this percentage of the file system.
+    Percent(f64),
+}
+
+impl FreeSpace {
+    /// Whether `free` of `total` is below the limit.
+    pub fn violated(&self, free: u64, total: u64) -> bool {
+        match *self {
+            FreeSpace::Bytes(b) => free < b,
+            FreeSpace::Percent(p) => (free as f64) < total as f64 * p / 100.0,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FreeSpace {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<FreeSpace, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(p) = s.trim().strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(FreeSpace::Percent(v)),
+                _ => Err(D::Error::custom(format!("bad percentage {s:?}"))),
+            };
+        }
+        crate::timespec::parse_size(&s)
+            .map(FreeSpace::Bytes)
+            .map_err(|e| D::Error::custom(e.to_string()))
+    }
 }
 
 /// Where a repository password comes from.
@@ -403,6 +444,21 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut c = Config::parse(&text, path)?;
         c.path = path.to_path_buf();
+        let secrets = c.repositories.values().any(|r| {
+            r.options
+                .keys()
+                .any(|k| k.contains("secret") || k.contains("token"))
+        });
+        let mode = std::fs::metadata(path).map_or(0, |m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions())
+        });
+        if secrets && mode & 0o044 != 0 {
+            c.warnings.push(format!(
+                "{} holds S3 secrets and other users can read it: chmod 600 {}",
+                path.display(),
+                path.display()
+            ));
+        }
         Ok(c)
     }
 

@@ -70,6 +70,12 @@ pub struct RepositoryStatus {
     pub snapshots: Option<usize>,
     /// Bytes stored.
     pub size_bytes: Option<u64>,
+    /// Local repositories: free bytes on its file system.
+    pub free_bytes: Option<u64>,
+    /// Local repositories: size of its file system.
+    pub filesystem_bytes: Option<u64>,
+    /// Why free space is too low (`min_free`).
+    pub low_space: Option<String>,
     /// Why it could not be read.
     pub error: Option<String>,
 }
@@ -216,13 +222,38 @@ pub fn status(config: &Config, repos: &mut Repositories, names: &[String]) -> Re
             continue;
         }
         let s = read(name, repos);
+        let space = (!r.location.starts_with("s3:"))
+            .then(|| crate::sys::filesystem_space(std::path::Path::new(&r.location)).ok())
+            .flatten();
+        let low_space = match (r.min_free, space) {
+            (Some(limit), Some((free, total))) if limit.violated(free, total) => Some(format!(
+                "repository {name}: the disk is filling up: {} MiB free of {} MiB",
+                free >> 20,
+                total >> 20
+            )),
+            _ => None,
+        };
         repositories.push(RepositoryStatus {
             repository: name.clone(),
             location: r.location.clone(),
             snapshots: s.as_ref().ok().map(|(l, _)| l.len()),
             size_bytes: s.as_ref().ok().map(|(_, size)| *size),
+            free_bytes: space.map(|(f, _)| f),
+            filesystem_bytes: space.map(|(_, t)| t),
+            low_space,
             error: s.err(),
         });
+    }
+    // A job whose repository's disk is filling up needs attention too.
+    for j in &mut jobs {
+        let low = repositories
+            .iter()
+            .find(|r| r.repository == j.repository)
+            .and_then(|r| r.low_space.clone());
+        if let (Some(why), Health::Ok | Health::Stale) = (low, j.health) {
+            j.health = Health::Failing;
+            j.reason = Some(why);
+        }
     }
     Ok(StatusReport {
         time: now,
@@ -370,6 +401,16 @@ pub fn prometheus(r: &StatusReport) -> String {
         "cairn_repository_size_bytes",
         "Bytes stored in the repository.",
         repo(&|x| x.size_bytes.map(|s| s as f64)),
+    );
+    metric(
+        "cairn_repository_filesystem_free_bytes",
+        "Free bytes on a local repository's file system.",
+        repo(&|x| x.free_bytes.map(|s| s as f64)),
+    );
+    metric(
+        "cairn_repository_filesystem_size_bytes",
+        "Size of a local repository's file system.",
+        repo(&|x| x.filesystem_bytes.map(|s| s as f64)),
     );
     metric(
         "cairn_repository_snapshots",
