@@ -26,6 +26,7 @@ MIXED_MB=${MIXED_MB:-200}
 HOURS=${HOURS:-3}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/cairn-s3-compare}
 TOOLS=${TOOLS:-cairn restic}
+CAIRN_INIT_ARGS=${CAIRN_INIT_ARGS:-}   # e.g. "--pack-size 64" to compare pack sizes
 DROP_CACHES=${DROP_CACHES:-1}
 export CAIRN_PASSWORD=${CAIRN_PASSWORD:-s3-bench-password}
 export RESTIC_PASSWORD=$CAIRN_PASSWORD
@@ -170,7 +171,8 @@ for ((REP = 1; REP <= REPS; REP++)); do
     cp -a "$SRC" "$WORK"
     for t in $(order); do
         case $t in
-            cairn) "$CAIRN" -r "$(location cairn)" init >/dev/null ;;
+            # shellcheck disable=SC2086 # CAIRN_INIT_ARGS is a list of words
+            cairn) "$CAIRN" -r "$(location cairn)" init $CAIRN_INIT_ARGS >/dev/null ;;
             restic) restic -r "$(location restic)" init >/dev/null ;;
         esac
     done

@@ -101,10 +101,15 @@ fn write_lock(backend: &dyn Backend, key: &MasterKey, info: &LockInfo) -> Result
     Ok(id)
 }
 
-/// Reads every lock file; unreadable ones are returned as errors in place.
-fn list_locks(core: &Core) -> Result<Vec<(Id, Result<LockInfo>)>> {
+/// Reads every lock file but `skip` (one's own, known already; on object
+/// storage each read is a request); unreadable ones are returned as errors
+/// in place.
+fn list_locks(core: &Core, skip: Option<Id>) -> Result<Vec<(Id, Result<LockInfo>)>> {
     let mut out = Vec::new();
     for (id, _) in core.backend.list(FileKind::Lock)? {
+        if Some(id) == skip {
+            continue;
+        }
         let h = Handle::new(FileKind::Lock, id);
         let info = match core.backend.read(h) {
             Ok(b) => LockInfo::decode(&core.key, &b, &h.rel_path()),
@@ -133,10 +138,7 @@ impl Lock {
             };
             let mine = write_lock(core.backend.as_ref(), &core.key, &info)?;
             let mut conflict = None;
-            for (id, other) in list_locks(core)? {
-                if id == mine {
-                    continue;
-                }
+            for (id, other) in list_locks(core, Some(mine))? {
                 match other {
                     Ok(o) if is_stale(&o, &host) => {
                         let _ = core.backend.remove(Handle::new(FileKind::Lock, id));
@@ -228,7 +230,7 @@ pub struct LockFile {
 impl<S> Repository<S> {
     /// Every lock file.
     pub fn lock_files(&self) -> Result<Vec<LockFile>> {
-        Ok(list_locks(&self.core)?
+        Ok(list_locks(&self.core, None)?
             .into_iter()
             .map(|(id, info)| LockFile { id, info })
             .collect())
@@ -238,7 +240,7 @@ impl<S> Repository<S> {
     pub fn unlock(&self, all: bool) -> Result<usize> {
         let host = crate::sys::hostname();
         let mut n = 0;
-        for (id, info) in list_locks(&self.core)? {
+        for (id, info) in list_locks(&self.core, None)? {
             let remove = all || matches!(&info, Ok(i) if is_stale(i, &host));
             if remove {
                 self.core.backend.remove(Handle::new(FileKind::Lock, id))?;

@@ -261,6 +261,7 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
             let k = c.load(Ordering::Relaxed);
             k > 0 && n.is_multiple_of(k)
         };
+        let started = std::time::Instant::now();
         let latency = st.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
             std::thread::sleep(Duration::from_millis(latency));
@@ -302,6 +303,17 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
             st.bytes_down.fetch_add(down, Ordering::Relaxed);
         }
         to_client.flush()?;
+        if std::env::var_os("S3_PROXY_LOG").is_some() {
+            // One line per request, for a timeline of a benchmark step.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!(
+                "{:.3} {:>5} ms {status} {method} {target}",
+                now.as_secs_f64(),
+                started.elapsed().as_millis()
+            );
+        }
     }
     Ok(())
 }

