@@ -844,14 +844,16 @@ fn print_forget_text(
             writeln!(out, "Applying policy: {}", opts.policy)?;
             for gr in groups {
                 let mut key = Vec::new();
+                // Host names, paths and tags are what snapshots say:
+                // escaped, as every listing prints them.
                 if let Some(h) = &gr.key.hostname {
-                    key.push(format!("host [{h}]"));
+                    key.push(format!("host [{}]", output::escape(h)));
                 }
                 if let Some(p) = &gr.key.paths {
-                    key.push(format!("paths [{}]", p.join(", ")));
+                    key.push(format!("paths [{}]", output::escape(&p.join(", "))));
                 }
                 if let Some(t) = &gr.key.tags {
-                    key.push(format!("tags [{}]", t.join(", ")));
+                    key.push(format!("tags [{}]", output::escape(&t.join(", "))));
                 }
                 writeln!(out, "\nsnapshots for {}:", key.join(", "))?;
                 writeln!(out, "keep {} snapshots:", gr.keep.len())?;
@@ -861,7 +863,7 @@ fn print_forget_text(
                         "  {}  {}  {}  {}",
                         k.id.short(),
                         views::local_time(&k.snapshot),
-                        k.snapshot.tags.join(","),
+                        output::escape(&k.snapshot.tags.join(",")),
                         k.reason.matches.join(", ")
                     )?;
                 }
@@ -877,7 +879,7 @@ fn print_forget_text(
                         "  {}  {}  {}",
                         id.short(),
                         views::local_time(s),
-                        s.tags.join(",")
+                        output::escape(&s.tags.join(","))
                     )?;
                 }
             }
@@ -993,6 +995,21 @@ fn unlock(ctx: &Ctx, remove_all: bool) -> Result<i32> {
         print_json(&json!({"removed_locks": n}))?;
     } else if !ctx.g.quiet {
         out!("removed {n} lock(s)");
+        // Unreadable lock files are nobody's known lock: only `--remove-all`
+        // removes them, which the user has to be told.
+        let unreadable = if remove_all {
+            0
+        } else {
+            repo.lock_files()?
+                .iter()
+                .filter(|l| l.info.is_err())
+                .count()
+        };
+        if unreadable > 0 {
+            out!(
+                "left {unreadable} lock file(s) that cannot be read (damaged?): `cairn unlock --remove-all` removes them once no other cairn process uses the repository"
+            );
+        }
     }
     Ok(EXIT_OK)
 }

@@ -87,7 +87,11 @@ fn group_title(k: &GroupKey) -> String {
     format!("({})", parts.join(", "))
 }
 
-/// The snapshot table, columns as wide as their widest value.
+/// Widest a column of the snapshot table is padded to.
+const MAX_COLUMN: usize = 60;
+
+/// The snapshot table, columns as wide as their widest value (up to
+/// [`MAX_COLUMN`]).
 fn print_table(out: &mut dyn Write, list: &[(Id, Snapshot)], compact: bool) -> Result<()> {
     let rows: Vec<[String; 6]> = list
         .iter()
@@ -104,9 +108,12 @@ fn print_table(out: &mut dyn Write, list: &[(Id, Snapshot)], compact: bool) -> R
         .collect();
     let head = ["ID", "Time", "Host", "Tags", "Size", "Paths"];
     let columns = if compact { 4 } else { 6 };
+    // A column is as wide as its widest value up to a limit: a longer
+    // value (a snapshot with a megabyte of tags) overflows its own row
+    // instead of padding every other row to its width.
     let width = |c: usize| {
         rows.iter()
-            .map(|r| r[c].chars().count())
+            .map(|r| r[c].chars().count().min(MAX_COLUMN))
             .chain([head[c].len()])
             .max()
             .unwrap_or(0)

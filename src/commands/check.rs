@@ -210,6 +210,8 @@ impl CheckReport {
 struct Findings {
     /// Blobs known to be unreadable, with why.
     bad_blobs: HashMap<Id, String>,
+    /// Stored copies known to be unreadable: (pack, blob).
+    bad_copies: HashSet<(Id, Id)>,
     /// Delta blobs whose base could not be read: damage only if a snapshot
     /// uses them (prune may keep an unused delta in a pack while deleting
     /// its base).
@@ -351,6 +353,7 @@ fn check_packs(
                 found
                     .bad_blobs
                     .insert(e.id, format!("pack {} is missing", pid.short()));
+                found.bad_copies.insert((*pid, e.id));
             }
             continue;
         }
@@ -372,10 +375,22 @@ fn check_packs(
                         .bad_blobs
                         .entry(e.id)
                         .or_insert_with(|| format!("pack {} is damaged", pid.short()));
+                    found.bad_copies.insert((*pid, e.id));
                 }
             }
         }
     }
+    // A blob stored more than once is lost only with its last copy:
+    // readers fall back to the others (a pack listed twice, or an index
+    // naming a pack that does not exist, costs no snapshot that has an
+    // intact copy elsewhere).
+    let bad_copies = std::mem::take(&mut found.bad_copies);
+    found.bad_blobs.retain(|id, _| {
+        repo.index()
+            .locations(id)
+            .iter()
+            .all(|(pack, _)| bad_copies.contains(&(*pack, *id)))
+    });
     Ok(())
 }
 
@@ -598,10 +613,18 @@ fn data_summary(
         .or_else(|| found.base_missing.get(id))
     {
         Some(p.clone())
-    } else if location.is_none() {
-        Some(format!("data blob {} is not in the index", id.short()))
     } else {
-        None
+        match location {
+            None => Some(format!("data blob {} is not in the index", id.short())),
+            // Content that names a tree blob (a listing, a content list)
+            // cannot be read as file data: restore fails on it.
+            Some((_, l)) if l.kind != BlobType::Data => Some(format!(
+                "blob {} is a {} blob, not file data",
+                id.short(),
+                l.kind.name()
+            )),
+            Some(_) => None,
+        }
     };
     (
         location.map_or(0, |(_, l)| u64::from(l.raw_length)),
@@ -826,6 +849,7 @@ fn check_pack_data(
                 "data"
             };
             problems.push(format!("{kind} blob {} is damaged", e.id.short()));
+            found.bad_copies.insert((*id, e.id));
             found.bad_blobs.insert(
                 e.id,
                 format!(

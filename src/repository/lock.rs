@@ -137,6 +137,7 @@ impl Lock {
                 pid: std::process::id(),
             };
             let mine = write_lock(core.backend.as_ref(), &core.key, &info)?;
+            // The conflicting lock, and what the user can do about it.
             let mut conflict = None;
             for (id, other) in list_locks(core, Some(mine))? {
                 match other {
@@ -144,24 +145,29 @@ impl Lock {
                         let _ = core.backend.remove(Handle::new(FileKind::Lock, id));
                     }
                     Ok(o) if exclusive || o.exclusive => {
-                        conflict = Some(describe(&o));
+                        conflict = Some((describe(&o), "`cairn unlock` if that process is gone"));
                         break;
                     }
                     Ok(_) => {}
-                    // A lock we cannot read might be anyone's: treat it as exclusive.
+                    // A lock we cannot read might be anyone's: treat it as
+                    // exclusive. Nobody can tell whether its holder is gone,
+                    // so plain `unlock` leaves it (format-spec/v1-locks-prune.md).
                     Err(e) => {
-                        conflict = Some(format!("unreadable lock file: {e}"));
+                        conflict = Some((
+                            format!("unreadable lock file: {e}"),
+                            "`cairn unlock --remove-all` if no other cairn process uses the repository",
+                        ));
                         break;
                     }
                 }
             }
             match conflict {
                 None => return Ok(Lock::hold(core, mine, info)),
-                Some(c) => {
+                Some((c, remedy)) => {
                     core.backend.remove(Handle::new(FileKind::Lock, mine))?;
                     if std::time::Instant::now() >= deadline {
                         return Err(Error::Locked(format!(
-                            "repository is locked: {c} (use --retry-lock to wait, or `cairn unlock` if that process is gone)"
+                            "repository is locked: {c} (use --retry-lock to wait, or {remedy})"
                         )));
                     }
                     // Random back-off so two waiting processes do not keep colliding.

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Blobs planned at most per batch (bounds the plan's memory).
@@ -73,6 +74,7 @@ pub(super) fn write_contents(
     let targets = Targets {
         files,
         created: files.iter().map(|_| OnceLock::new()).collect(),
+        ends: files.iter().map(|_| AtomicU64::new(0)).collect(),
     };
     let mut uses: Vec<Use> = Vec::new();
     for (i, f) in files.iter().enumerate() {
@@ -98,12 +100,14 @@ pub(super) fn write_contents(
             let why = why.or_else(|| cancel.cancelled().then(|| "cancelled".to_string()));
             // Files without content (empty, or all holes) are created now.
             let why = why.or_else(|| targets.create(i).err());
+            // Only a file that ends in a hole needs its length set.
+            let written_to = targets.ends[i].load(Ordering::Relaxed);
             match why {
                 Some(w) => {
                     let _ = fs::remove_file(&f.path);
                     Some(w)
                 }
-                None => match finish_file(&f.path, f.node.size) {
+                None => match finish_file(&f.path, f.node.size, written_to) {
                     Ok(()) => {
                         progress.add_done(1, 0);
                         None
@@ -126,13 +130,25 @@ pub(super) fn write_contents(
 struct Targets<'f, 'n> {
     files: &'f [FileJob<'n>],
     created: Vec<OnceLock<std::result::Result<(), String>>>,
+    /// Per file, the end of the last byte written (its length so far).
+    ends: Vec<AtomicU64>,
 }
 
 impl Targets<'_, '_> {
-    fn create(&self, i: usize) -> std::result::Result<(), String> {
+    /// Creates file `i` unless done already; the caller that created it gets
+    /// the open file (one open per file where its content is one range).
+    fn create(&self, i: usize) -> std::result::Result<Option<fs::File>, String> {
+        let mut made = None;
         self.created[i]
-            .get_or_init(|| create_empty(&self.files[i].path).map_err(|e| e.to_string()))
+            .get_or_init(|| match create_empty(&self.files[i].path) {
+                Ok(f) => {
+                    made = Some(f);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            })
             .clone()
+            .map(|()| made)
     }
 }
 
@@ -282,19 +298,21 @@ fn write_range(
                 open.clear();
             }
             let written = plain.as_ref().map_err(|e| e.to_string()).and_then(|p| {
-                files.create(t.file as usize)?;
+                let made = files.create(t.file as usize)?;
                 let f = match open.entry(t.file) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                        OpenOptions::new()
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(match made {
+                        Some(f) => f,
+                        None => OpenOptions::new()
                             .write(true)
                             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                             .open(path)
                             .at(path)
                             .map_err(|e| e.to_string())?,
-                    ),
+                    }),
                 };
-                write_sparse(f, path, t.file_offset, p).map_err(|e| e.to_string())?;
+                let end = write_sparse(f, path, t.file_offset, p).map_err(|e| e.to_string())?;
+                files.ends[t.file as usize].fetch_max(end, Ordering::Relaxed);
                 Ok(p.len() as u64)
             });
             match written {
@@ -311,7 +329,7 @@ fn write_range(
 /// file with a single name is overwritten in place; anything else is
 /// replaced: writing through a hard link would change the other names too,
 /// and opening a FIFO for writing would block for ever.
-fn create_empty(p: &Path) -> Result<()> {
+fn create_empty(p: &Path) -> Result<fs::File> {
     if let Ok(md) = fs::symlink_metadata(p) {
         use std::os::unix::fs::MetadataExt;
         if !md.is_file() || md.nlink() > 1 {
@@ -330,16 +348,20 @@ fn create_empty(p: &Path) -> Result<()> {
             .open(p)
     };
     match open() {
-        Ok(_) => Ok(()),
+        Ok(f) => Ok(f),
         Err(_) => {
             super::remove_existing(p)?;
-            open().at(p).map(|_| ())
+            open().at(p)
         }
     }
 }
 
-/// Sets a complete file's length (trailing holes need it).
-fn finish_file(p: &Path, size: u64) -> Result<()> {
+/// Sets a complete file's length where it ends in a hole (`written_to`,
+/// the end of its last written byte, falls short of its size).
+fn finish_file(p: &Path, size: u64, written_to: u64) -> Result<()> {
+    if written_to == size {
+        return Ok(());
+    }
     let f = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -350,16 +372,20 @@ fn finish_file(p: &Path, size: u64) -> Result<()> {
 
 /// Writes `data` at `offset` of a file that is all holes so far, leaving
 /// page-aligned zero runs unwritten and merging the rest into few writes.
-fn write_sparse(f: &fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+/// Returns the end of the last byte written (0 if all were zeros).
+fn write_sparse(f: &fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<u64> {
+    let mut end = 0;
     let mut at = offset;
     let mut pending_at = offset;
     let mut pending: &[u8] = &[];
     let mut rest = data;
-    let flush = |pending_at: u64, pending: &[u8]| -> Result<()> {
+    let mut flush = |pending_at: u64, pending: &[u8]| -> Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
-        f.write_all_at(pending, pending_at).at(path)
+        f.write_all_at(pending, pending_at).at(path)?;
+        end = pending_at + pending.len() as u64;
+        Ok(())
     };
     let mut pos = 0usize;
     while !rest.is_empty() {
@@ -383,7 +409,8 @@ fn write_sparse(f: &fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<(
         pos += n;
         rest = &rest[n..];
     }
-    flush(pending_at, pending)
+    flush(pending_at, pending)?;
+    Ok(end)
 }
 
 fn is_zero(data: &[u8]) -> bool {
