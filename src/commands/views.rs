@@ -70,7 +70,7 @@ pub fn database_json(d: &DatabaseRecord) -> Value {
         "page_count": d.page_count,
         "schema_hash": hex::encode(d.schema_hash),
         "tables": d.tables.iter().map(|t| json!({"name": t.name, "rows": t.rows})).collect::<Vec<_>>(),
-        "total_rows": d.tables.iter().map(|t| t.rows).sum::<u64>(),
+        "total_rows": d.tables.iter().map(|t| t.rows).fold(0u64, u64::saturating_add),
         "check": d.check.pragma(),
         "check_ok": d.check_ok,
         "check_messages": d.check_messages,
