@@ -140,7 +140,9 @@ pub fn copy<S, T>(
     let dest = dest.with_backup_index()?;
     let counters = Counters::with_totals(
         todo.len() as u64,
-        todo.iter().map(|(_, s)| s.summary.total_bytes).fold(0u64, u64::saturating_add),
+        todo.iter()
+            .map(|(_, s)| s.summary.total_bytes)
+            .fold(0u64, u64::saturating_add),
     );
     run_reporting(progress, &counters, || {
         let mut copier = Copier {

@@ -50,7 +50,10 @@ pub fn stats<S>(repo: &Repository<S>) -> Result<Stats> {
             .last()
             .map(|(_, s)| s.summary.total_bytes)
             .unwrap_or(0),
-        total_logical_bytes: snaps.iter().map(|(_, s)| s.summary.total_bytes).fold(0u64, u64::saturating_add),
+        total_logical_bytes: snaps
+            .iter()
+            .map(|(_, s)| s.summary.total_bytes)
+            .fold(0u64, u64::saturating_add),
         blobs: repo.index().len(),
         data_blobs_used: used.data.len(),
         tree_blobs_used: used.trees.len(),
