@@ -13,63 +13,15 @@ use cairn::backend::{FileKind, Handle};
 use cairn::format::blob::BlobType;
 use cairn::format::content::ContentList;
 use cairn::format::id::Id;
-use cairn::format::snapshot::Snapshot;
-use cairn::format::tree::{Node, NodeKind, Tree};
+use cairn::repository::SnapshotFilter;
 use cairn::repository::packer::Packer;
-use cairn::repository::{FullIndex, SnapshotFilter};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::crafted::*;
 use support::*;
-
-fn open(repo: &Repo) -> Repository<FullIndex> {
-    Repository::open(&repo.path, PASSWORD.as_bytes())
-        .unwrap()
-        .with_full_index()
-        .unwrap()
-}
-
-/// A repository with one real snapshot of a small tree (`src/f.txt`).
-fn base(ws: &Workspace) -> (Repo, std::path::PathBuf, String) {
-    let src = ws.path("src");
-    write(&src.join("f.txt"), b"hello hostile world\n");
-    let repo = ws.init_repo("repo", SMALL_CHUNKS);
-    let id = repo.backup(&[&src], &[]);
-    (repo, src, id)
-}
-
-/// The snapshot `id` with another root tree and recorded counts.
-fn with_tree(r: &Repository<FullIndex>, id: &str, tree: Id, files: u64, dirs: u64) -> Snapshot {
-    let (_, mut s) = r.find_snapshot(id, &SnapshotFilter::default()).unwrap();
-    s.tree = tree;
-    s.summary.total_files = files;
-    s.summary.dirs = dirs;
-    s
-}
-
-fn file_node(name: &str, content: Vec<Id>, depth: u8, size: u64) -> Node {
-    let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-    n.mode = 0o644;
-    n.links = 1;
-    n.content = content;
-    n.content_depth = depth;
-    n.size = size;
-    n
-}
-
-fn dir_node(name: &str, subtree: Id) -> Node {
-    let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
-    n.mode = 0o755;
-    n.subtree = Some(subtree);
-    n
-}
-
-fn save_tree(p: &Packer, nodes: Vec<Node>) -> Id {
-    let mut t = Tree { nodes };
-    p.save(BlobType::Tree, &t.encode().unwrap()).unwrap().0
-}
 
 /// Asserts a clean one-line failure within `limit`.
 fn fails_quickly(repo: &Repo, args: &[&str], limit: Duration) -> String {
@@ -124,7 +76,7 @@ fn prune_keeps_the_intact_copy_and_readers_fall_back_to_it() {
     repo.restore("latest", &target, &["--verify"]).ok();
     assert_eq!(
         fs::read(restored(&target, &src).join("f.txt")).unwrap(),
-        b"hello hostile world\n"
+        CONTENT
     );
     // Prune keeps the intact copy, whichever pack it is in.
     repo.run(&["prune"]).ok();
@@ -132,7 +84,7 @@ fn prune_keeps_the_intact_copy_and_readers_fall_back_to_it() {
     repo.restore("latest", &target, &["--verify"]).ok();
     assert_eq!(
         fs::read(restored(&target, &src).join("f.txt")).unwrap(),
-        b"hello hostile world\n"
+        CONTENT
     );
     repo.run(&["check", "--read-data"]).ok();
 }

@@ -22,69 +22,18 @@ use cairn::format::chunker::{ChunkerParams, DatabaseChunking};
 use cairn::format::config::Config;
 use cairn::format::id::Id;
 use cairn::format::index::{IndexFile, IndexPack};
-use cairn::format::snapshot::Snapshot;
-use cairn::format::tree::{BaseContent, Node, NodeKind, Tree};
+use cairn::format::tree::{BaseContent, Tree};
 use cairn::repository::packer::Packer;
 use cairn::repository::{FullIndex, SnapshotFilter};
 use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+use support::crafted::*;
 use support::*;
 
 /// The longest any one command may take here (a debug build on two busy
 /// cores); the tests take a second or two each.
 const LIMIT: Duration = Duration::from_secs(60);
-
-const CONTENT: &[u8] = b"hello hostile world\n";
-
-fn open(repo: &Repo) -> Repository<FullIndex> {
-    Repository::open(&repo.path, PASSWORD.as_bytes())
-        .unwrap()
-        .with_full_index()
-        .unwrap()
-}
-
-/// A repository with one real snapshot of a small tree (`src/f.txt`).
-fn base(ws: &Workspace) -> (Repo, PathBuf, String) {
-    let src = ws.path("src");
-    write(&src.join("f.txt"), CONTENT);
-    let repo = ws.init_repo("repo", SMALL_CHUNKS);
-    let id = repo.backup(&[&src], &[]);
-    (repo, src, id)
-}
-
-/// The snapshot `id` with another root tree and recorded counts.
-fn with_tree(r: &Repository<FullIndex>, id: &str, tree: Id, files: u64, dirs: u64) -> Snapshot {
-    let (_, mut s) = r.find_snapshot(id, &SnapshotFilter::default()).unwrap();
-    s.tree = tree;
-    s.summary.total_files = files;
-    s.summary.dirs = dirs;
-    s
-}
-
-fn file_node(name: &str, content: Vec<Id>, depth: u8, size: u64) -> Node {
-    let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-    n.mode = 0o644;
-    n.links = 1;
-    n.content = content;
-    n.content_depth = depth;
-    n.size = size;
-    n
-}
-
-fn dir_node(name: &str, subtree: Id) -> Node {
-    let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
-    n.mode = 0o755;
-    n.subtree = Some(subtree);
-    n
-}
-
-fn save_tree(p: &Packer, nodes: Vec<Node>) -> Id {
-    let mut t = Tree { nodes };
-    p.save(BlobType::Tree, &t.encode().unwrap()).unwrap().0
-}
 
 /// An id no honest writer produced (the hash of a label).
 fn made_up_id(label: &str) -> Id {
@@ -96,49 +45,10 @@ fn pack_name(id: &Id) -> String {
     Handle::new(FileKind::Pack, *id).rel_path()
 }
 
-/// Like `support::run_with_timeout`, but reads the output while the
-/// command runs: a command printing more than a pipe holds (64 KiB) would
-/// otherwise wait for ever on a reader that waits for it to exit.
-fn run_limited(mut cmd: Command, limit: Duration) -> Run {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running cairn");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).unwrap();
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-        what,
-    }
-}
-
 /// Runs `args` within [`LIMIT`]: it must end by itself, without a panic,
 /// an abort or a signal.
 fn bounded(repo: &Repo, args: &[&str]) -> Run {
-    let r = run_limited(repo.cmd(args), LIMIT);
+    let r = run_with_timeout(repo.cmd(args), LIMIT);
     assert!(
         !r.stderr.contains("panicked"),
         "{args:?} panicked:\n{}",
@@ -170,7 +80,7 @@ fn copy_into(dest: &Repo, from: &Repo, selectors: &[&str]) -> Run {
     args.extend_from_slice(selectors);
     let mut c = dest.cmd(&args);
     c.env("CAIRN_FROM_PASSWORD", PASSWORD);
-    let r = run_limited(c, LIMIT);
+    let r = run_with_timeout(c, LIMIT);
     assert!(
         !r.stderr.contains("panicked"),
         "copy panicked:\n{}",

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod crafted;
 pub mod env;
 pub mod http_proxy;
 
@@ -158,18 +159,30 @@ pub fn run(mut cmd: Command) -> Run {
 }
 
 /// Runs a command, killing it and failing the test if it takes longer than
-/// `limit` (for operations that could hang, like opening a FIFO).
+/// `limit` (for operations that could hang, like opening a FIFO). Output is
+/// read while the command runs: one printing more than a pipe holds would
+/// otherwise wait for ever on a reader that waits for it to exit.
 pub fn run_with_timeout(mut cmd: Command, limit: std::time::Duration) -> Run {
+    use std::io::Read;
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running cairn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).unwrap();
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Run::from(child.wait_with_output().unwrap(), what);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
@@ -177,7 +190,15 @@ pub fn run_with_timeout(mut cmd: Command, limit: std::time::Duration) -> Run {
             panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    };
+    Run::from(
+        std::process::Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        },
+        what,
+    )
 }
 
 /// A temporary directory holding a test's repository, sources and restores.
