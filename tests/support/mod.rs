@@ -48,7 +48,12 @@ pub fn is_root() -> bool {
 /// A `cairn` command with a clean, deterministic environment: no inherited
 /// repository or password settings, UTC as local time, the test password.
 pub fn cairn_cmd() -> Command {
-    let mut c = Command::new(bin());
+    cairn_cmd_with(Path::new(bin()))
+}
+
+/// Like [`cairn_cmd`], running the binary at `program`.
+pub fn cairn_cmd_with(program: &Path) -> Command {
+    let mut c = Command::new(program);
     for v in [
         "CAIRN_REPOSITORY",
         "CAIRN_PASSWORD",
