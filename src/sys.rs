@@ -49,6 +49,27 @@ fn user_name_of(uid: u32) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The user id and primary group of the user `name`, if it exists.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given; getpwnam_r writes
+    // strings into buf and points pwd's fields into it.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
 /// Real user id of this process.
 pub fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.

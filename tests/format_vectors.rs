@@ -182,6 +182,7 @@ fn fixed_snapshot() -> Snapshot {
         program_version: "cairn 0.1.0".into(),
         databases: Vec::new(),
         replaces: None,
+        postgres: None,
     }
 }
 
@@ -1582,6 +1583,7 @@ fn repo_v1_config_key_and_snapshot() {
             program_version: "cairn 0.1.0".into(),
             databases: Vec::new(),
             replaces: None,
+            postgres: None,
         }
     );
     assert_eq!(s.datetime().to_rfc3339(), "2026-01-01T00:00:00+00:00");
@@ -2272,6 +2274,7 @@ mod spec {
             program_version: c.string(),
             databases: Vec::new(),
             replaces: None,
+            postgres: None,
         };
         c.end();
         s

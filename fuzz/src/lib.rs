@@ -506,6 +506,19 @@ fn sample_snapshot(key: &MasterKey) -> Snapshot {
         program_version: "0.1.0".into(),
         databases: Vec::new(),
         replaces: Some(Id::of_file(b"the snapshot it replaces")),
+        postgres: Some(cairn::format::snapshot::PostgresRecord {
+            system_id: 7_000_000_000_000_000_001,
+            server_version: "15.18".into(),
+            timeline: 1,
+            stop_timeline: 1,
+            start_lsn: 0x2_0000_0028,
+            stop_lsn: 0x2_0000_0138,
+            segment_size: 16 << 20,
+            started: 1_700_000_000,
+            stopped: 1_700_000_005,
+            xmin: 750,
+            data_directory: "/var/lib/postgresql/15/main".into(),
+        }),
     }
 }
 
@@ -731,6 +744,7 @@ pub fn seeds() -> Vec<Seed> {
         program_version: String::new(),
         databases: Vec::new(),
         replaces: None,
+        postgres: None,
     };
     for (name, s) in [("full", full), ("minimal", minimal)] {
         add(

@@ -58,7 +58,7 @@ impl CachedBackend {
     /// A cache for the repository with id `repo_id` below `base`.
     pub fn new(remote: Arc<dyn Backend>, base: &Path, repo_id: &str) -> Result<CachedBackend> {
         let dir = base.join(repo_id);
-        for sub in ["index", "snapshots", "data"] {
+        for sub in ["index", "snapshots", "data", "wal"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).at(&p)?;
         }
@@ -86,6 +86,7 @@ impl CachedBackend {
                 Some(self.dir.join("snapshots").join(id.to_hex()))
             }
             Handle::File(FileKind::Pack, id) => Some(self.dir.join("data").join(id.to_hex())),
+            Handle::File(FileKind::Wal, id) => Some(self.dir.join("wal").join(id.to_hex())),
             _ => None,
         }
     }
@@ -96,6 +97,13 @@ impl CachedBackend {
         let Some(dir) = p.parent() else { return };
         if let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir) {
             use std::io::Write;
+            // WAL records are not named by their content: their cached copy
+            // carries its own hash in front.
+            if matches!(h, Handle::File(FileKind::Wal, _))
+                && tmp.write_all(blake3::hash(bytes).as_bytes()).is_err()
+            {
+                return;
+            }
             if tmp.write_all(bytes).is_ok()
                 && tmp.persist(&p).is_ok()
                 && let Handle::File(FileKind::Pack, id) = h
@@ -110,6 +118,13 @@ impl CachedBackend {
         let Handle::File(_, id) = h else { return None };
         let p = self.path(h)?;
         let bytes = std::fs::read(&p).ok()?;
+        if let Handle::File(FileKind::Wal, _) = h {
+            if bytes.len() >= 32 && blake3::hash(&bytes[32..]).as_bytes()[..] == bytes[..32] {
+                return Some(bytes[32..].to_vec());
+            }
+            let _ = std::fs::remove_file(&p);
+            return None;
+        }
         if Id::of_file(&bytes) == id {
             Some(bytes)
         } else {
@@ -170,7 +185,10 @@ impl Backend for CachedBackend {
     }
 
     fn read(&self, h: Handle) -> Result<Vec<u8>> {
-        if matches!(h, Handle::File(FileKind::Index | FileKind::Snapshot, _)) {
+        if matches!(
+            h,
+            Handle::File(FileKind::Index | FileKind::Snapshot | FileKind::Wal, _)
+        ) {
             if let Some(b) = self.get(h) {
                 return Ok(b);
             }
@@ -230,7 +248,10 @@ impl Backend for CachedBackend {
 
     fn write(&self, h: Handle, bytes: &[u8]) -> Result<()> {
         self.remote.write(h, bytes)?;
-        if matches!(h, Handle::File(FileKind::Index | FileKind::Snapshot, _)) {
+        if matches!(
+            h,
+            Handle::File(FileKind::Index | FileKind::Snapshot | FileKind::Wal, _)
+        ) {
             self.put(h, bytes);
         }
         Ok(())

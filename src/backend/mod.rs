@@ -41,16 +41,20 @@ pub enum FileKind {
     Pack,
     /// `locks/<id>`
     Lock,
+    /// `wal/<id>`: records of archived PostgreSQL WAL files, named by a
+    /// keyed hash of the cluster and file name (not content-addressed).
+    Wal,
 }
 
 impl FileKind {
     /// Every kind, in the order a repository lists them.
-    pub const ALL: [FileKind; 5] = [
+    pub const ALL: [FileKind; 6] = [
         FileKind::Key,
         FileKind::Snapshot,
         FileKind::Index,
         FileKind::Pack,
         FileKind::Lock,
+        FileKind::Wal,
     ];
 
     /// Folder name under the repository root.
@@ -61,6 +65,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Pack => "data",
             FileKind::Lock => "locks",
+            FileKind::Wal => "wal",
         }
     }
 
@@ -72,6 +77,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Pack => "pack",
             FileKind::Lock => "lock",
+            FileKind::Wal => "WAL record",
         }
     }
 }

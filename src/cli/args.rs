@@ -261,6 +261,186 @@ Examples:
         after_help = "Examples:\n  cairn key list\n  cairn key add --new-password-file ~/.other-pass\n  cairn key remove 5e6f7a8b"
     )]
     Key(KeyCommand),
+    /// Archive and fetch PostgreSQL WAL (archive_command / restore_command)
+    #[command(
+        subcommand,
+        after_help = "In postgresql.conf (PostgreSQL runs both in its data directory):
+  archive_mode = on
+  archive_command = 'cairn -r /srv/backup/pg --password-file /etc/cairn/pass wal push %p'
+
+Restores written by `cairn pg restore` set the matching restore_command:
+  restore_command = 'cairn -r /srv/backup/pg --password-file /etc/cairn/pass wal fetch %f %p'
+
+Examples:
+  cairn wal list
+  cairn wal list --json"
+    )]
+    Wal(WalCommand),
+    /// PostgreSQL base backups and point-in-time restores
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  cairn pg backup                                   # libpq's PGHOST, PGPORT, PGUSER apply
+  cairn pg backup -d 'host=db1 user=backup' --tag weekly
+  cairn pg restore --target /var/lib/postgresql/15/restored --at '2026-12-02 14:05:00'
+  cairn pg restore --target /tmp/pitr --lsn 0/5000A28 --verify
+  cairn pg restore --target /tmp/latest --verify --owner postgres"
+    )]
+    Pg(PgCommand),
+}
+
+/// Which cluster a WAL file belongs to.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// The cluster's system identifier (default: from global/pg_control of the data directory)
+    #[arg(long, value_name = "N")]
+    pub system_id: Option<u64>,
+    /// The data directory (default: the working directory, where PostgreSQL runs the command)
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+    /// Keep the unlocked key this long in the cache directory (mode 0600) so
+    /// that the next call skips the password's key stretching; 0 disables
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub key_cache_ttl: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WalCommand {
+    /// Archive one WAL file (archive_command): exit 0 once it is durable
+    #[command(
+        after_help = "Exit codes: 0 archived (or archived before with identical content),
+1 not archived (PostgreSQL retries).
+
+Example:
+  archive_command = 'cairn -r /srv/backup/pg --password-file /etc/cairn/pass wal push %p'"
+    )]
+    Push {
+        /// The file (PostgreSQL's %p)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Restore one WAL file (restore_command)
+    #[command(
+        after_help = "Exit codes: 0 restored, 1 not archived (PostgreSQL ends recovery there),
+126 any other failure (PostgreSQL stops recovery instead of ending it early).
+
+Example:
+  restore_command = 'cairn -r /srv/backup/pg --password-file /etc/cairn/pass wal fetch %f %p'"
+    )]
+    Fetch {
+        /// The WAL file name (PostgreSQL's %f)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where to write it (PostgreSQL's %p)
+        #[arg(value_name = "PATH")]
+        dest: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// List archived WAL files per cluster
+    List,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PgToolArgs {
+    /// Connection string or database name for pg_basebackup and psql (default: libpq's environment)
+    #[arg(short = 'd', long, value_name = "CONNINFO")]
+    pub dbname: Option<String>,
+    /// Folder of PostgreSQL's programs (default: PATH, then /usr/lib/postgresql/VERSION/bin)
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PgCommand {
+    /// Take a base backup of a running cluster (pg_basebackup) into a snapshot
+    #[command(after_help = "The server must archive its WAL into the same repository
+(archive_command = 'cairn ... wal push %p'). The base backup is copied into a
+temporary folder first (--temp-dir; it needs the cluster's size), then stored:
+relation files are cut at 8 KiB pages, so unchanged pages cost nothing.
+
+Examples:
+  cairn pg backup
+  cairn pg backup -d 'host=/var/run/postgresql user=postgres' --tag nightly")]
+    Backup(PgBackupArgs),
+    /// Restore a base backup and prepare recovery to a point in time
+    #[command(
+        after_help = "Picks the newest base backup that ended before the target, restores it
+into --target, and appends restore_command and the recovery target to
+postgresql.auto.conf (with recovery.signal): starting PostgreSQL on the folder
+replays the archived WAL to exactly the target. With --verify, cairn does that
+with a private server at once, and reports the row count of every table.
+
+Examples:
+  cairn pg restore --target /srv/pg/restored --at '2026-12-02 14:05:00'
+  cairn pg restore --target /srv/pg/restored --xid 1234567 --exclusive
+  cairn pg restore 1a2b3c4d --target /tmp/pg --verify --owner postgres"
+    )]
+    Restore(PgRestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PgBackupArgs {
+    #[command(flatten)]
+    pub tools: PgToolArgs,
+    /// Folder for the temporary copy (default: the system's temp folder)
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+    /// Let the server spread its starting checkpoint (slower start, less I/O)
+    #[arg(long)]
+    pub spread_checkpoint: bool,
+    /// Host name to record
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Tag the snapshot (comma-separated or repeated)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PgRestoreArgs {
+    /// The base backup to start from (id prefix or latest; default: the newest that ended before the target)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: Option<String>,
+    /// The new data directory (must not exist, or be empty)
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Recover to this time (e.g. '2026-12-02 14:05:00', RFC 3339, or relative: 2h)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["lsn", "xid"])]
+    pub at: Option<String>,
+    /// Recover to this WAL position (e.g. 0/5000A28)
+    #[arg(long, value_name = "LSN", conflicts_with = "xid")]
+    pub lsn: Option<String>,
+    /// Recover to the commit of this transaction id
+    #[arg(long, value_name = "XID")]
+    pub xid: Option<u64>,
+    /// Stop just before the target instead of just after it
+    #[arg(long)]
+    pub exclusive: bool,
+    /// What the server does at the target: promote, pause or shutdown
+    #[arg(long, value_name = "ACTION", default_value = "promote")]
+    pub target_action: String,
+    /// Only base backups of this cluster
+    #[arg(long, value_name = "N")]
+    pub system_id: Option<u64>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Give every restored file to this user (default when run as root: postgres, if it exists)
+    #[arg(long, value_name = "USER")]
+    pub owner: Option<String>,
+    /// Start a private server on the restored folder, wait for recovery, report rows per table
+    #[arg(long)]
+    pub verify: bool,
+    /// How long recovery may take under --verify
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub verify_timeout: String,
+    /// The restore_command to write instead of the cairn one (%f and %p as PostgreSQL's)
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
+    #[command(flatten)]
+    pub tools: PgToolArgs,
 }
 
 /// Argon2id tuning; defaults suit interactive use.

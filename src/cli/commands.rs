@@ -21,6 +21,8 @@ use std::io::Write;
 // `Ctx` and the argument helpers without widening their visibility.
 #[path = "mount.rs"]
 mod mount;
+#[path = "postgres.rs"]
+mod postgres;
 
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         no_lock: g.no_lock,
         cache_dir: g.cache_dir.clone(),
         no_cache: g.no_cache,
+        session_ttl: None,
         on_warning: Some(repository::WarningHandler(std::sync::Arc::new(
             |m: &str| err!("cairn: warning: {}", output::escape(m)),
         ))),
@@ -59,6 +62,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(a) => jobs::run(&ctx, a),
         Command::Status(a) => jobs::status(&ctx, a),
         Command::Schedule(a) => jobs::schedule(&ctx, a),
+        Command::Wal(w) => postgres::wal(&ctx, w),
+        Command::Pg(c) => postgres::pg(&ctx, c),
     }
 }
 
@@ -251,6 +256,7 @@ fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
             })
             .into_iter()
             .collect(),
+        ..Default::default()
     };
     // Check the sources before asking for a password.
     opts.validate()?;
@@ -789,7 +795,7 @@ fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<i32> {
     let r = cmd::forget::forget(&repo, &opts)?;
     let forget_json = match &r.decision {
         cmd::forget::ForgetDecision::Ids(ids) => {
-            json!({"removed": ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": r.dry_run})
+            json!({"removed": ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": r.dry_run, "wal_removed": r.wal_removed})
         }
         cmd::forget::ForgetDecision::Policy(groups) => serde_json::Value::Array(
             groups
@@ -811,11 +817,22 @@ fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<i32> {
     };
     if ctx.text() {
         print_forget_text(&opts, &r)?;
+        if !r.wal_removed.is_empty() {
+            out!(
+                "{} {} archived WAL files no kept base backup needs ({} to {})",
+                if r.dry_run { "would remove" } else { "removed" },
+                r.wal_removed.len(),
+                r.wal_removed[0],
+                r.wal_removed[r.wal_removed.len() - 1]
+            );
+        }
     }
     match &r.prune {
         Some(p) if ctx.g.json => {
             // One document: the forget decision and the prune report together.
-            print_json(&json!({"forget": forget_json, "prune": prune_json(p)?}))?;
+            print_json(
+                &json!({"forget": forget_json, "prune": prune_json(p)?, "wal_removed": r.wal_removed}),
+            )?;
         }
         Some(p) => print_prune_report(ctx, p)?,
         None if ctx.g.json => print_json(&forget_json)?,
@@ -910,6 +927,19 @@ fn check(ctx: &Ctx, a: &CheckArgs) -> Result<i32> {
             let mut out = std::io::stdout().lock();
             for i in &report.info {
                 writeln!(out, "info: {i}")?;
+            }
+            if let Some(w) = &report.wal {
+                writeln!(out, "WAL: {} archived files", w.records)?;
+                for n in &w.newest {
+                    writeln!(
+                        out,
+                        "WAL: cluster {}: newest segment {} archived {} ({} ago)",
+                        n.system_id,
+                        n.name,
+                        n.archived,
+                        output::age(n.age_seconds)
+                    )?;
+                }
             }
         }
         for e in &report.errors {

@@ -143,8 +143,11 @@ pub enum Problem {
         /// The first of them.
         first: String,
     },
-    /// A host/path group whose newest snapshot is too old (`--max-age`).
+    /// A host/path group whose newest snapshot is too old (`--max-age`),
+    /// or a cluster whose newest archived WAL is.
     Stale(String),
+    /// Archived WAL that is damaged, or missing where a base backup needs it.
+    Wal(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -163,6 +166,7 @@ impl std::fmt::Display for Problem {
                 first,
             } => write!(f, "snapshot {snapshot}: {count} damaged: {first}"),
             Problem::Stale(s) => write!(f, "stale backup: {s}"),
+            Problem::Wal(s) => write!(f, "WAL: {s}"),
         }
     }
 }
@@ -196,6 +200,32 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<String>,
     /// Groups whose newest snapshot is older than `max_age`.
     pub stale_groups: Vec<String>,
+    /// Archived PostgreSQL WAL: records checked and the newest segment of
+    /// each cluster (absent when the repository holds no WAL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalSummary>,
+}
+
+/// What `check` reports about archived WAL.
+#[derive(Debug, Default, Serialize)]
+pub struct WalSummary {
+    /// WAL records checked.
+    pub records: usize,
+    /// The newest archived segment of each cluster.
+    pub newest: Vec<NewestWal>,
+}
+
+/// The newest archived segment of one cluster.
+#[derive(Debug, Serialize)]
+pub struct NewestWal {
+    /// The cluster's system identifier (a string: JSON numbers lose digits).
+    pub system_id: String,
+    /// Segment name.
+    pub name: String,
+    /// When it was archived (RFC 3339).
+    pub archived: String,
+    /// Seconds since.
+    pub age_seconds: i64,
 }
 
 impl CheckReport {
@@ -248,14 +278,109 @@ pub fn check_unlocked<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<Ch
     for (sid, s) in &snapshots {
         walk_snapshot(&repo, sid, s, &mut rep, &mut found);
     }
+    check_wal(&repo, &snapshots, opts, &mut rep, &mut found)?;
     report_damage(&mut rep, &found);
     report_unused(&repo, &packs, &mut rep, &found);
     if let Some(max_age) = &opts.max_age {
         rep.stale_groups = stale_groups(&snapshots, max_age, &opts.filter);
         rep.errors
             .extend(rep.stale_groups.iter().cloned().map(Problem::Stale));
+        if let Some(wal) = &rep.wal {
+            for n in &wal.newest {
+                if n.age_seconds > max_age.limit.as_secs() as i64 {
+                    rep.errors.push(Problem::Stale(format!(
+                        "cluster {}: newest archived WAL segment {} is from {} ({}h old, limit {}); is archive_command failing?",
+                        n.system_id,
+                        n.name,
+                        n.archived,
+                        n.age_seconds / 3600,
+                        max_age.text
+                    )));
+                }
+            }
+        }
     }
     Ok(rep)
+}
+
+/// Archived WAL: every record readable, its blobs stored (and with
+/// `--read-data` its content intact), and no gap between a kept base
+/// backup's start and the newest archived segment of its cluster.
+fn check_wal(
+    repo: &Repository<FullIndex>,
+    snapshots: &[(Id, Snapshot)],
+    opts: &CheckOptions,
+    rep: &mut CheckReport,
+    found: &mut Findings,
+) -> Result<()> {
+    let wal = repo.load_wal_records()?;
+    let backups: Vec<(Id, &crate::format::snapshot::PostgresRecord)> = snapshots
+        .iter()
+        .filter_map(|(id, s)| s.postgres.as_ref().map(|p| (*id, p)))
+        .collect();
+    if wal.records.is_empty() && wal.unreadable.is_empty() && backups.is_empty() {
+        return Ok(());
+    }
+    for (id, e) in &wal.unreadable {
+        rep.errors
+            .push(Problem::Wal(format!("wal/{}: {e}", id.to_hex())));
+    }
+    for (_, w) in &wal.records {
+        let mut problem = None;
+        for b in &w.content {
+            found.used.insert(*b);
+            if problem.is_none() {
+                if !repo.has_blob(b) {
+                    problem = Some(format!("blob {} is not in the index", b.short()));
+                } else if let Some(why) = found.bad_blobs.get(b) {
+                    problem = Some(format!("blob {}: {why}", b.short()));
+                }
+            }
+        }
+        if problem.is_none() && opts.read_data.is_some() {
+            problem = crate::commands::wal::assemble(repo, w)
+                .err()
+                .map(|e| e.to_string());
+        }
+        if let Some(p) = problem {
+            rep.errors.push(Problem::Wal(format!(
+                "cluster {}: {} is damaged: {p}",
+                w.system_id, w.name
+            )));
+        }
+    }
+    let history = |w: &crate::format::wal::WalFile| crate::commands::wal::assemble(repo, w).ok();
+    let c = crate::commands::wal::continuity(&wal.records, &backups, &history);
+    for (snap, gaps) in &c.gaps {
+        for g in gaps {
+            let range = if g.first == g.last {
+                format!("segment {} is missing", g.first)
+            } else {
+                format!("segments {} to {} are missing", g.first, g.last)
+            };
+            rep.errors.push(Problem::Wal(format!(
+                "cluster {}: {range}; base backup {} cannot be recovered past it",
+                g.system_id,
+                snap.short()
+            )));
+        }
+    }
+    let now = chrono::Utc::now().timestamp();
+    rep.wal = Some(WalSummary {
+        records: c.records,
+        newest: c
+            .newest
+            .iter()
+            .map(|n| NewestWal {
+                system_id: n.system_id.to_string(),
+                name: n.name.clone(),
+                archived: chrono::DateTime::from_timestamp(n.archived, 0)
+                    .map_or_else(String::new, |t| t.to_rfc3339()),
+                age_seconds: now.saturating_sub(n.archived),
+            })
+            .collect(),
+    });
+    Ok(())
 }
 
 /// Describes every host/path group (of the snapshots passing `filter`)

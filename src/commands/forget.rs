@@ -153,6 +153,9 @@ pub struct ForgetReport {
     pub removed: Vec<Id>,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Archived WAL files no kept base backup needs any more, removed with
+    /// the snapshots (or that would be, in a dry run).
+    pub wal_removed: Vec<String>,
     /// The prune that followed, if asked for.
     pub prune: Option<PruneReport>,
 }
@@ -199,6 +202,7 @@ pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetRep
     if !opts.dry_run {
         remove_snapshots(repo, &files)?;
     }
+    let wal_removed = expire_wal(repo, &set, &files, opts.dry_run)?;
     let removed = files;
     let prune = match &opts.prune {
         Some(p) => {
@@ -215,6 +219,40 @@ pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetRep
         decision,
         removed,
         dry_run: opts.dry_run,
+        wal_removed,
         prune,
     })
+}
+
+/// Removes the archived WAL that no base backup left after removing
+/// `removed` needs (see [`crate::commands::wal::expired`]); returns the
+/// names. Nothing is removed while any WAL record cannot be read.
+fn expire_wal<S>(
+    repo: &Repository<S>,
+    set: &crate::repository::SnapshotSet,
+    removed: &[Id],
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let wal = repo.load_wal_records()?;
+    if wal.records.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some((id, e)) = wal.unreadable.first() {
+        return Err(Error::corrupt(
+            format!("wal/{}", id.to_hex()),
+            format!("{e}; no WAL was removed (run `cairn check`)"),
+        ));
+    }
+    let kept: Vec<&crate::format::snapshot::PostgresRecord> = set
+        .all()
+        .filter(|(id, _)| !removed.contains(id))
+        .filter_map(|(_, s)| s.postgres.as_ref())
+        .collect();
+    let expired = crate::commands::wal::expired(&wal.records, &kept);
+    if !dry_run {
+        for (id, _) in &expired {
+            repo.remove_wal_record(id)?;
+        }
+    }
+    Ok(expired.into_iter().map(|(_, name)| name).collect())
 }

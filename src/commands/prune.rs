@@ -189,7 +189,19 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
         .all()
         .filter(|(id, _)| !opts.assume_removed.contains(id))
         .map(|(_, s)| s.tree);
-    let used = reachable(&repo, trees)?;
+    let mut used = reachable(&repo, trees)?;
+    // Archived WAL is a durable reference too; a record that cannot be read
+    // may reference anything, so nothing is pruned until it is dealt with.
+    let wal = repo.load_wal_records()?;
+    if let Some((id, e)) = wal.unreadable.first() {
+        return Err(Error::corrupt(
+            Handle::new(FileKind::Wal, *id).rel_path(),
+            format!("{e}; prune cannot tell what it references (run `cairn check`)"),
+        ));
+    }
+    for (_, w) in &wal.records {
+        used.data.extend(w.content.iter().copied());
+    }
     for id in used.data.iter() {
         if !repo.has_blob(id) {
             return Err(Error::corrupt(

@@ -5,7 +5,7 @@
 //! mount) describes snapshots, nodes and databases the same way.
 
 use crate::format::id::Id;
-use crate::format::snapshot::{DatabaseRecord, Snapshot};
+use crate::format::snapshot::{DatabaseRecord, PostgresRecord, Snapshot};
 use crate::format::tree::{Node, Tree};
 use serde_json::{Value, json};
 
@@ -57,6 +57,32 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
         },
         "error_messages": s.error_messages,
         "databases": s.databases.iter().map(database_json).collect::<Vec<_>>(),
+        "postgres": s.postgres.as_ref().map(postgres_json),
+    })
+}
+
+/// Unix seconds as RFC 3339 UTC (empty if out of range).
+pub fn unix_rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| t.to_rfc3339())
+}
+
+/// JSON form of a PostgreSQL base backup record (the system identifier as
+/// a string: JSON numbers lose digits past 2^53).
+pub fn postgres_json(p: &PostgresRecord) -> Value {
+    use crate::format::wal::{format_lsn, segment_name_for_lsn};
+    json!({
+        "system_id": p.system_id.to_string(),
+        "server_version": p.server_version,
+        "data_directory": p.data_directory,
+        "timeline": p.timeline,
+        "stop_timeline": p.stop_timeline,
+        "start_lsn": format_lsn(p.start_lsn),
+        "stop_lsn": format_lsn(p.stop_lsn),
+        "start_wal": segment_name_for_lsn(p.timeline, p.start_lsn, p.segment_size),
+        "segment_size": p.segment_size,
+        "started": unix_rfc3339(p.started),
+        "stopped": unix_rfc3339(p.stopped),
+        "xmin": p.xmin,
     })
 }
 

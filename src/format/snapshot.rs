@@ -96,6 +96,40 @@ pub struct Snapshot {
     /// only this one). Extension block, like `databases`.
     #[serde(skip)]
     pub replaces: Option<Id>,
+    /// What a PostgreSQL base backup (`cairn pg backup`) records about the
+    /// cluster and its WAL. Extension block, after `replaces`.
+    #[serde(skip)]
+    pub postgres: Option<PostgresRecord>,
+}
+
+/// What a snapshot holding a PostgreSQL base backup records
+/// (format-spec/v1-postgres.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresRecord {
+    /// The cluster's system identifier (`pg_control`).
+    pub system_id: u64,
+    /// Server version (`server_version`, e.g. `15.18`).
+    pub server_version: String,
+    /// Timeline the backup started on.
+    pub timeline: u32,
+    /// Timeline the backup ended on.
+    pub stop_timeline: u32,
+    /// WAL position the backup started at (replay begins here).
+    pub start_lsn: u64,
+    /// WAL position the backup ended at (the cluster is consistent here).
+    pub stop_lsn: u64,
+    /// WAL segment size in bytes.
+    pub segment_size: u32,
+    /// Backup start, Unix seconds.
+    pub started: i64,
+    /// Backup end, Unix seconds: recovery to any later time can start here.
+    pub stopped: i64,
+    /// Oldest transaction still running when the backup ended (64-bit,
+    /// epoch included; 0 if unknown): recovery to a transaction id at or
+    /// above it can start from this backup.
+    pub xmin: u64,
+    /// The server's data directory, where the snapshot stores the files.
+    pub data_directory: String,
 }
 
 /// Which SQLite check was run.
@@ -151,53 +185,74 @@ pub struct DatabaseRecord {
     pub journal_mode: String,
 }
 
-/// The snapshot extension block: `databases`, then `replaces`, a trailing
-/// optional field that is absent when `None` (blocks written before it
-/// existed stay valid, and each snapshot keeps exactly one encoding).
+/// The snapshot extension block: `databases`, then `replaces`, then
+/// `postgres`. Trailing optional fields are absent when `None` (blocks
+/// written before they existed stay valid, and each snapshot keeps exactly
+/// one encoding): `postgres` is written only when set, and `replaces` only
+/// when set or followed by `postgres`.
 #[derive(Serialize)]
 struct SnapshotExt<'a> {
     databases: &'a [DatabaseRecord],
     replaces: Option<Id>,
+    postgres: Option<&'a PostgresRecord>,
 }
+
+/// The optional fields of the extension block.
+type ExtFields = (Vec<DatabaseRecord>, Option<Id>, Option<PostgresRecord>);
 
 impl SnapshotExt<'_> {
     fn encode(&self) -> Result<Vec<u8>> {
         let mut out = envelope::to_postcard(&self.databases)?;
-        if self.replaces.is_some() {
+        if self.replaces.is_some() || self.postgres.is_some() {
             out.extend_from_slice(&envelope::to_postcard(&self.replaces)?);
+        }
+        if self.postgres.is_some() {
+            out.extend_from_slice(&envelope::to_postcard(&self.postgres)?);
         }
         Ok(out)
     }
 
-    /// Decodes a block strictly: `(databases, replaces)`.
-    fn decode(bytes: &[u8], what: &str) -> Result<(Vec<DatabaseRecord>, Option<Id>)> {
+    /// Decodes a block strictly: `(databases, replaces, postgres)`.
+    fn decode(bytes: &[u8], what: &str) -> Result<ExtFields> {
         let malformed =
             |e: postcard::Error| Error::corrupt(what, format!("malformed content: {e}"));
         let (databases, rest) =
             postcard::take_from_bytes::<Vec<DatabaseRecord>>(bytes).map_err(malformed)?;
-        let replaces = if rest.is_empty() {
-            None
+        let (replaces, postgres) = if rest.is_empty() {
+            (None, None)
         } else {
             let (replaces, rest) =
                 postcard::take_from_bytes::<Option<Id>>(rest).map_err(malformed)?;
-            if !rest.is_empty() {
-                return Err(Error::corrupt(
-                    what,
-                    "trailing bytes after the extension block",
-                ));
+            if rest.is_empty() {
+                if replaces.is_none() {
+                    return Err(Error::corrupt(
+                        what,
+                        "extension block: an absent `replaces` is written as nothing, not as None",
+                    ));
+                }
+                (replaces, None)
+            } else {
+                let (postgres, rest) =
+                    postcard::take_from_bytes::<Option<PostgresRecord>>(rest).map_err(malformed)?;
+                if !rest.is_empty() {
+                    return Err(Error::corrupt(
+                        what,
+                        "trailing bytes after the extension block",
+                    ));
+                }
+                if postgres.is_none() {
+                    return Err(Error::corrupt(
+                        what,
+                        "extension block: an absent `postgres` is written as nothing, not as None",
+                    ));
+                }
+                (replaces, postgres)
             }
-            if replaces.is_none() {
-                return Err(Error::corrupt(
-                    what,
-                    "extension block: an absent `replaces` is written as nothing, not as None",
-                ));
-            }
-            replaces
         };
-        if databases.is_empty() && replaces.is_none() {
+        if databases.is_empty() && replaces.is_none() && postgres.is_none() {
             return Err(Error::corrupt(what, "empty extension block"));
         }
-        Ok((databases, replaces))
+        Ok((databases, replaces, postgres))
     }
 }
 
@@ -220,10 +275,11 @@ impl Snapshot {
     /// the snapshot holds databases or replaces another.
     pub fn to_plaintext(&self) -> Result<Vec<u8>> {
         let mut plain = envelope::to_postcard(self)?;
-        if !self.databases.is_empty() || self.replaces.is_some() {
+        if !self.databases.is_empty() || self.replaces.is_some() || self.postgres.is_some() {
             let ext = SnapshotExt {
                 databases: &self.databases,
                 replaces: self.replaces,
+                postgres: self.postgres.as_ref(),
             };
             plain.extend_from_slice(&ext.encode()?);
         }
@@ -241,7 +297,7 @@ impl Snapshot {
         let (mut s, rest) = postcard::take_from_bytes::<Snapshot>(plain)
             .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
         if !rest.is_empty() {
-            (s.databases, s.replaces) = SnapshotExt::decode(rest, what)?;
+            (s.databases, s.replaces, s.postgres) = SnapshotExt::decode(rest, what)?;
         }
         if s.time_nsec >= 1_000_000_000
             || FixedOffset::east_opt(s.utc_offset).is_none()
@@ -283,6 +339,7 @@ mod tests {
             program_version: "cairn".into(),
             databases: vec![],
             replaces: None,
+            postgres: None,
         }
     }
 

@@ -662,6 +662,7 @@ fn backup_options(
                 command: Some(argv(&s.run)),
             })
             .collect(),
+        ..Default::default()
     })
 }
 

@@ -23,7 +23,9 @@ pub mod lock;
 pub mod packer;
 pub mod packs;
 pub mod reachable;
+mod session;
 pub mod snapshots;
+pub mod wal;
 
 use crate::backend::{Backend, FileKind, Handle};
 use crate::error::{Error, Result};
@@ -82,6 +84,10 @@ pub struct OpenOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Use no cache.
     pub no_cache: bool,
+    /// Keep the unlocked key in the cache directory for this long and use
+    /// it instead of stretching the password again (`wal push`/`wal fetch`,
+    /// run once per WAL segment); see `session.rs` for why this is safe.
+    pub session_ttl: Option<Duration>,
 }
 
 /// A callback for warnings: damage that cost one object but not the
@@ -229,6 +235,29 @@ impl Connection {
     /// Opens the repository with `password`.
     pub fn open(self, password: &[u8], options: OpenOptions) -> Result<Repository> {
         let backend = self.backend;
+        let session = session_path(backend.as_ref(), &options);
+        if let Some(sp) = &session
+            && let Some((kid, key)) = session::load(sp, password)
+        {
+            // A live session: no key stretching. Its key file must still
+            // exist and its key must still open the config.
+            let opened = backend
+                .exists(Handle::new(FileKind::Key, kid))
+                .and_then(|exists| {
+                    if !exists {
+                        return Ok(None);
+                    }
+                    let config = backend.read(Handle::Config)?;
+                    Ok(Config::decode(&key, &config).is_ok().then_some(config))
+                });
+            match opened {
+                Ok(Some(config)) => {
+                    return finish_open(backend, &config, kid, key, options);
+                }
+                Ok(None) => session::remove(sp),
+                Err(_) => {}
+            }
+        }
         // On a remote store each request waits on the network: the config
         // is fetched while the key is found and unwrapped, and a hint
         // (the key that opened this location last time) saves listing keys.
@@ -261,20 +290,48 @@ impl Connection {
             let _ = p.parent().map(std::fs::create_dir_all);
             let _ = std::fs::write(p, key_id.to_hex());
         }
-        let config = Config::decode(&key, &config_bytes)?;
-        let chunker =
-            Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
-        let backend = with_cache(backend, &config, &options)?;
-        Ok(Repository::from_core(Core {
-            backend,
-            key,
-            config,
-            chunker,
-            key_id,
-            options,
-            warnings: Default::default(),
-        }))
+        let repo = finish_open(backend, &config_bytes, key_id, key, options)?;
+        if let (Some(sp), Some(ttl)) = (&session, repo.core.options.session_ttl) {
+            session::store(sp, password, &key_id, &repo.core.key, ttl);
+        }
+        Ok(repo)
     }
+}
+
+/// The rest of opening once the key is unwrapped: the config, the chunker
+/// and the cache.
+fn finish_open(
+    backend: Arc<dyn Backend>,
+    config_bytes: &[u8],
+    key_id: Id,
+    key: MasterKey,
+    options: OpenOptions,
+) -> Result<Repository> {
+    let config = Config::decode(&key, config_bytes)?;
+    let chunker =
+        Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
+    let backend = with_cache(backend, &config, &options)?;
+    Ok(Repository::from_core(Core {
+        backend,
+        key,
+        config,
+        chunker,
+        key_id,
+        options,
+        warnings: Default::default(),
+    }))
+}
+
+/// Where the session of this location lives, if sessions are asked for.
+fn session_path(backend: &dyn Backend, options: &OpenOptions) -> Option<std::path::PathBuf> {
+    if options.no_cache || options.session_ttl.is_none_or(|t| t.is_zero()) {
+        return None;
+    }
+    let base = options
+        .cache_dir
+        .clone()
+        .or_else(crate::backend::cache::default_dir)?;
+    Some(session::path(&base, &backend.location()))
 }
 
 /// Reads, checks and unwraps one key file; `None` if the password is not

@@ -5,6 +5,7 @@
 //! These modules know nothing of repositories; `commands::backup` turns
 //! what they produce into blobs and trees.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod stream;
 pub mod walk;

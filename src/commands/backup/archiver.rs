@@ -41,6 +41,9 @@ pub(super) struct Archiver<'a> {
     pub overrides: HashMap<PathBuf, Node>,
     /// Paths never stored: journal and WAL files of the databases.
     pub skip: HashSet<PathBuf>,
+    /// Folders whose files are cut at pages of the given size when their
+    /// length is a multiple of it (PostgreSQL relation files).
+    pub page_dirs: Vec<(PathBuf, u32)>,
     pub packer: Packer<'a>,
     excludes: PatternSet,
     one_file_system: bool,
@@ -68,6 +71,9 @@ pub(super) struct WalkCounts {
 #[derive(Default)]
 pub(super) struct VirtualDir {
     pub real_path: PathBuf,
+    /// A folder on the way to a source stored under another path: it need
+    /// not exist here (it is recorded like `/`).
+    pub synthetic: bool,
     pub children: BTreeMap<Vec<u8>, Entry>,
 }
 
@@ -93,6 +99,7 @@ impl<'a> Archiver<'a> {
             repo,
             overrides: HashMap::new(),
             skip: HashSet::new(),
+            page_dirs: Vec::new(),
             packer: Packer::new(repo),
             excludes,
             one_file_system,
@@ -168,6 +175,7 @@ impl Archiver<'_> {
                         // record the directory it leads to, not the link's 0777 mode.
                         let md = match std::fs::metadata(&sub.real_path) {
                             Ok(md) => md,
+                            Err(_) if sub.synthetic => std::fs::metadata("/").at("/")?,
                             Err(e) => return Err(Error::io(&sub.real_path, e)),
                         };
                         let ptree = self.parent_listing(pnode);
@@ -403,7 +411,15 @@ impl Archiver<'_> {
         }
         let page_size = (md.len() >= PAGE_CUT_MIN_FILE)
             .then(|| crate::sources::sqlite::header_page_size(header))
-            .flatten();
+            .flatten()
+            .or_else(|| {
+                self.page_dirs
+                    .iter()
+                    .find(|(d, size)| {
+                        path.starts_with(d) && md.len() > 0 && md.len() % u64::from(*size) == 0
+                    })
+                    .map(|(_, size)| *size)
+            });
         let cut = self.cut(page_size);
         let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, None)?;
         (node.content, node.content_depth) = self.content_list(ids)?;

@@ -72,6 +72,16 @@ pub struct BackupOptions {
     /// Streams stored as files: standard input (at most one) and commands'
     /// output, each under its own name.
     pub streams: Vec<StdinSource>,
+    /// Source paths stored under another absolute path: `(real, stored)`
+    /// (a PostgreSQL base backup copied into a temporary folder is stored
+    /// under the server's data directory). `real` must be one of `paths`.
+    pub stored_as: Vec<(PathBuf, PathBuf)>,
+    /// Regular files below these folders whose length is a multiple of the
+    /// page size given are cut at page boundaries (PostgreSQL relation
+    /// files: an unchanged page is stored once).
+    pub page_dirs: Vec<(PathBuf, u32)>,
+    /// What a PostgreSQL base backup records in the snapshot.
+    pub postgres: Option<crate::format::snapshot::PostgresRecord>,
 }
 
 /// A stream stored as the file `/filename` of the snapshot.
@@ -161,11 +171,22 @@ impl BackupOptions {
     /// The sources as absolute paths, checked.
     fn resolve(&self) -> Result<Sources> {
         let mut sources = Vec::new();
+        let mut real = HashMap::new();
         for p in &self.paths {
             let abs = normalize(&std::path::absolute(p).at(p)?);
             std::fs::symlink_metadata(&abs)
                 .map_err(|e| Error::InvalidInput(format!("source path {}: {e}", p.display())))?;
-            sources.push(abs);
+            match self.stored_as.iter().find(|(r, _)| r == p || *r == abs) {
+                Some((_, stored)) => {
+                    let stored = normalize(stored);
+                    if stored == Path::new("/") {
+                        return Err(Error::InvalidInput("a source cannot be stored as /".into()));
+                    }
+                    real.insert(stored.clone(), abs);
+                    sources.push(stored);
+                }
+                None => sources.push(abs),
+            }
         }
         let plain = sources.clone();
         let mut databases: Vec<PathBuf> = Vec::new();
@@ -233,10 +254,20 @@ impl BackupOptions {
                 top.push(s);
             }
         }
+        if let Some(k) = real.keys().find(|k| {
+            top.iter()
+                .any(|t| t != *k && (t.starts_with(k) || k.starts_with(t)))
+        }) {
+            return Err(Error::InvalidInput(format!(
+                "{} would overlap another source",
+                k.display()
+            )));
+        }
         Ok(Sources {
             top,
             databases,
             stream_paths,
+            real,
         })
     }
 }
@@ -249,6 +280,8 @@ struct Sources {
     databases: Vec<PathBuf>,
     /// Where each stream goes (`/NAME`), in the order of the options.
     stream_paths: Vec<PathBuf>,
+    /// Sources stored under another path: stored path -> real path.
+    real: HashMap<PathBuf, PathBuf>,
 }
 
 impl Sources {
@@ -274,11 +307,14 @@ impl Sources {
                 let name = c.as_os_str().as_bytes().to_vec();
                 cur.push(c);
                 if i + 1 == comps.len() {
-                    dir.children.insert(name, Entry::Source(src.clone()));
+                    let real = self.real.get(src).unwrap_or(src);
+                    dir.children.insert(name, Entry::Source(real.clone()));
                 } else {
+                    let synthetic = self.real.contains_key(src);
                     let e = dir.children.entry(name).or_insert_with(|| {
                         Entry::Dir(VirtualDir {
                             real_path: cur.clone(),
+                            synthetic,
                             ..Default::default()
                         })
                     });
@@ -355,6 +391,11 @@ fn run<S>(
         counters,
         progress,
     );
+    archiver.page_dirs = opts
+        .page_dirs
+        .iter()
+        .map(|(d, size)| Ok((normalize(&std::path::absolute(d).at(d)?), *size)))
+        .collect::<Result<_>>()?;
     let records = store_databases_and_stream(&mut archiver, opts, &sources, &delta_plans)?;
     let parent_root = parent
         .as_ref()
@@ -372,6 +413,7 @@ fn run<S>(
     let snapshot = Snapshot {
         summary: summary(&archiver, &errors, started),
         error_messages: errors.iter().take(100).map(|e| e.to_string()).collect(),
+        postgres: opts.postgres.clone(),
         ..new_snapshot(
             opts,
             host,
@@ -548,6 +590,7 @@ fn new_snapshot(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         databases,
         replaces: None,
+        postgres: None,
     }
 }
 

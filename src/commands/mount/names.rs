@@ -220,6 +220,7 @@ mod tests {
             program_version: String::new(),
             databases: Vec::new(),
             replaces: None,
+            postgres: None,
         }
     }
 
