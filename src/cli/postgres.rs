@@ -102,6 +102,7 @@ pub(super) fn wal(ctx: &Ctx, w: &WalCommand) -> Result<i32> {
                     .iter()
                     .map(|e| {
                         json!({
+                            "id": e.id,
                             "system_id": e.system_id.to_string(),
                             "name": e.name,
                             "size": e.size,

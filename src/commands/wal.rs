@@ -318,6 +318,8 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
 /// One archived WAL file, for listings.
 #[derive(Clone, Debug)]
 pub struct WalEntry {
+    /// The record's id (its file name under `wal/`).
+    pub id: String,
     /// Cluster.
     pub system_id: u64,
     /// File name.
@@ -338,7 +340,8 @@ pub fn list<S>(repo: &Repository<S>) -> Result<(Vec<WalEntry>, Vec<String>)> {
     let entries = all
         .records
         .into_iter()
-        .map(|(_, w)| WalEntry {
+        .map(|(id, w)| WalEntry {
+            id: id.to_hex(),
             system_id: w.system_id,
             name: w.name,
             size: w.size,
