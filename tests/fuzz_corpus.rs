@@ -221,6 +221,7 @@ corpus_tests! {
     corpus_blob => "fuzz_blob",
     corpus_content_list => "fuzz_content_list",
     corpus_lock => "fuzz_lock",
+    corpus_wal => "fuzz_wal",
 }
 
 /// The generator and the decoders agree: freshly generated seeds decode too

@@ -24,6 +24,8 @@
 //! |            | `s % 3` = 1                    | pack length (u64 LE) then the trailer bytes |
 //! |            | `s % 3` = 2                    | header start (u64 LE) then the header plaintext |
 //! | blob       | `s & 2`: 0 data, 2 tree blob; `s & 1`: 0 sealed, 1 inner | blob id (32 bytes) then the sealed blob, or the inner (pre-seal) bytes that the target seals itself |
+//! | wal        | `s % 3` = 0 sealed, 1 plaintext | WAL record / its plaintext |
+//! |            | `s % 3` = 2                    | PostgreSQL's bytes: a WAL file name, segment header and history file all read from the rest |
 //!
 //! Sealed inputs use [`fixed_key`]; the seeds are sealed with it too.
 
@@ -70,6 +72,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fuzz_lock", lock),
     ("fuzz_blob", blob),
     ("fuzz_content_list", content_list),
+    ("fuzz_wal", wal),
 ];
 
 /// Splits off the selector byte.
@@ -324,6 +327,56 @@ pub fn snapshot(data: &[u8]) -> bool {
     };
     assert_eq!(again.expect("re-decode"), s);
     true
+}
+
+/// WAL records (`s % 3`: 0 sealed, 1 plaintext), and what cairn parses
+/// of PostgreSQL's own bytes (`s % 3` = 2: file names, the long header of
+/// a segment, timeline history files).
+pub fn wal(data: &[u8]) -> bool {
+    use cairn::format::wal::{WalFile, WalName, parse_history, segment_header};
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    match sel % 3 {
+        2 => {
+            let text = String::from_utf8_lossy(rest);
+            let name = WalName::parse(&text);
+            if let Some(n) = name {
+                assert_eq!(n.file_name(), text);
+            }
+            let switches = parse_history(&text);
+            let header = segment_header(rest);
+            if let Some(h) = header {
+                assert!(h.segment_size.is_power_of_two());
+                let _ = cairn::format::wal::segment_name_for_lsn(
+                    h.timeline.max(1),
+                    h.page_address,
+                    h.segment_size,
+                );
+            }
+            name.is_some() || !switches.is_empty() || header.is_some()
+        }
+        sel => {
+            let sealed = sel == 0;
+            let decoded = if sealed {
+                WalFile::decode(&key, rest, WHAT)
+            } else {
+                WalFile::from_plaintext(rest, WHAT)
+            };
+            let Ok(w) = decoded else {
+                return false;
+            };
+            assert!(w.wal_name().is_some());
+            let again = if sealed {
+                WalFile::decode(&key, &w.encode(&key).expect("encode"), WHAT)
+            } else {
+                WalFile::from_plaintext(&w.to_plaintext().expect("encode"), WHAT)
+            };
+            assert_eq!(again.expect("re-decode"), w);
+            true
+        }
+    }
 }
 
 /// Lock files (`s & 1`: 0 sealed, 1 plaintext). What decodes also
@@ -758,6 +811,55 @@ pub fn seeds() -> Vec<Seed> {
             framed(1, &to_postcard(&s).expect("encode")),
         );
     }
+
+    // WAL records, names, headers, history files.
+    let record = cairn::format::wal::WalFile {
+        system_id: 7_000_000_000_000_000_001,
+        name: "000000010000000000000003".into(),
+        size: 16 << 20,
+        hash: [5; 32],
+        segment_size: 16 << 20,
+        content: vec![key.blob_id(b"wal chunk 1"), key.blob_id(b"wal chunk 2")],
+        packs: vec![IndexPack {
+            id: Id::of_file(b"wal pack"),
+            blobs: vec![PackEntry {
+                kind: BlobType::Data,
+                id: key.blob_id(b"wal chunk 1"),
+                offset: 0,
+                length: 100,
+                raw_length: 8 << 20,
+            }],
+        }],
+        archived: 1_767_225_600,
+        hostname: "db1".into(),
+    };
+    add(
+        "fuzz_wal",
+        "sealed",
+        framed(0, &record.encode(&key).expect("encode")),
+    );
+    add(
+        "fuzz_wal",
+        "plain",
+        framed(1, &record.to_plaintext().expect("encode")),
+    );
+    add(
+        "fuzz_wal",
+        "history",
+        framed(
+            2,
+            b"1\t0/3000158\tno recovery target specified\n2\t0/5000000\tbefore 2026-12-02\n",
+        ),
+    );
+    let mut header = vec![0u8; 40];
+    header[..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    header[2..4].copy_from_slice(&2u16.to_le_bytes());
+    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    header[8..16].copy_from_slice(&(3u64 << 24).to_le_bytes());
+    header[24..32].copy_from_slice(&7_000_000_000_000_000_001u64.to_le_bytes());
+    header[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    header[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    add("fuzz_wal", "segment-header", framed(2, &header));
 
     // Lock files.
     let lock = LockInfo {

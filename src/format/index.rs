@@ -50,28 +50,35 @@ impl IndexFile {
     /// Decodes and validates the plaintext of an index file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
         let f: IndexFile = envelope::from_postcard(plain, what)?;
-        for p in &f.packs {
-            let mut expect = 0u64;
-            for e in &p.blobs {
-                if e.offset != expect {
-                    return Err(Error::corrupt(
-                        what,
-                        format!("pack {}: entries are not contiguous", p.id.short()),
-                    ));
-                }
-                if !crate::format::pack::entry_lengths_ok(e) {
-                    return Err(Error::corrupt(
-                        what,
-                        format!(
-                            "pack {}: blob {} length out of range",
-                            p.id.short(),
-                            e.id.short()
-                        ),
-                    ));
-                }
-                expect = e.offset.saturating_add(e.length as u64);
-            }
-        }
+        validate_packs(&f.packs, what)?;
         Ok(f)
     }
+}
+
+/// Checks that each pack's entries are contiguous from offset 0 and every
+/// length is in range (index files, and the pack lists of WAL records).
+pub fn validate_packs(packs: &[IndexPack], what: &str) -> Result<()> {
+    for p in packs {
+        let mut expect = 0u64;
+        for e in &p.blobs {
+            if e.offset != expect {
+                return Err(Error::corrupt(
+                    what,
+                    format!("pack {}: entries are not contiguous", p.id.short()),
+                ));
+            }
+            if !crate::format::pack::entry_lengths_ok(e) {
+                return Err(Error::corrupt(
+                    what,
+                    format!(
+                        "pack {}: blob {} length out of range",
+                        p.id.short(),
+                        e.id.short()
+                    ),
+                ));
+            }
+            expect = e.offset.saturating_add(e.length as u64);
+        }
+    }
+    Ok(())
 }

@@ -253,9 +253,20 @@ impl WalFile {
 
     /// Opens and validates a record. `what` names it.
     pub fn decode(key: &MasterKey, bytes: &[u8], what: &str) -> Result<WalFile> {
-        let w: WalFile = envelope::open(key, MAGIC, bytes, what)?;
+        let plain = envelope::open_plain(key, MAGIC, bytes, what)?;
+        WalFile::from_plaintext(&plain, what)
+    }
+
+    /// Decodes and validates a record's plaintext.
+    pub fn from_plaintext(plain: &[u8], what: &str) -> Result<WalFile> {
+        let w: WalFile = envelope::from_postcard(plain, what)?;
         w.validate(what)?;
         Ok(w)
+    }
+
+    /// The plaintext (postcard) of the record.
+    pub fn to_plaintext(&self) -> Result<Vec<u8>> {
+        envelope::to_postcard(self)
     }
 
     fn validate(&self, what: &str) -> Result<()> {
@@ -274,6 +285,7 @@ impl WalFile {
         {
             return bad("too many blobs".into());
         }
+        crate::format::index::validate_packs(&self.packs, what)?;
         if self.size > 0 && self.content.is_empty() {
             return bad("content missing".into());
         }
