@@ -2345,3 +2345,106 @@ mod spec {
         out
     }
 }
+
+fn fixed_wal_record() -> cairn::format::wal::WalFile {
+    let key = fixed_key();
+    cairn::format::wal::WalFile {
+        system_id: 7_000_000_000_000_000_001,
+        name: "000000010000000000000003".into(),
+        size: 5,
+        hash: *blake3::hash(b"hello").as_bytes(),
+        segment_size: 16 << 20,
+        content: vec![key.blob_id(b"hello")],
+        packs: vec![IndexPack {
+            id: Id::of_file(b"wal pack"),
+            blobs: vec![PackEntry {
+                kind: BlobType::Data,
+                id: key.blob_id(b"hello"),
+                offset: 0,
+                length: 46,
+                raw_length: 5,
+            }],
+        }],
+        archived: 1_767_225_600,
+        hostname: "db1".into(),
+    }
+}
+
+/// `v1-postgres.md` section 2: the record's plaintext and its name.
+#[test]
+fn wal_record_encoding_and_name() {
+    use cairn::format::wal::{WalFile, record_id};
+    let w = fixed_wal_record();
+    let pc = hex::encode(w.to_plaintext().unwrap());
+    // Independent derivation of the name from the spec's words.
+    let mut h = blake3::Hasher::new_keyed(&fixed_key().id);
+    h.update(b"cairn wal record\0");
+    h.update(&7_000_000_000_000_000_001u64.to_le_bytes());
+    h.update(b"000000010000000000000003");
+    assert_eq!(
+        record_id(&fixed_key(), w.system_id, &w.name).0,
+        *h.finalize().as_bytes()
+    );
+    assert_eq!(pc, WAL_PC);
+    assert_eq!(
+        record_id(&fixed_key(), w.system_id, &w.name).to_hex(),
+        WAL_ID
+    );
+    assert_eq!(WalFile::from_plaintext(&unhex(WAL_PC), "t").unwrap(), w);
+    // Sealed under the fixed key: decodes, and any flipped byte is refused.
+    let sealed = w.encode(&fixed_key()).unwrap();
+    assert_eq!(&sealed[..8], b"CAIRNWL1");
+    assert_tamper_evident(&sealed, |b| WalFile::decode(&fixed_key(), b, "t").is_ok());
+    let rejects = |f: &dyn Fn(&mut WalFile)| {
+        let mut w = fixed_wal_record();
+        f(&mut w);
+        WalFile::from_plaintext(&w.to_plaintext().unwrap(), "t").is_err()
+    };
+    assert!(rejects(&|w| w.name = "000000010000000000000003x".into()));
+    assert!(rejects(&|w| w.name = "000000000000000000000003".into()));
+    assert!(rejects(&|w| w.size = (1 << 30) + 1));
+    assert!(rejects(&|w| w.segment_size = 12345));
+    assert!(rejects(&|w| w.content.clear()));
+    assert!(rejects(&|w| w.packs[0].blobs[0].offset = 1));
+    assert!(rejects(&|w| w.archived = i64::MAX));
+    assert!(!rejects(&|w| w.segment_size = 0));
+}
+
+/// `v1-postgres.md` section 3: the snapshot extension block with `postgres`
+/// (and `replaces` written as `00` before it).
+#[test]
+fn snapshot_postgres_extension_encoding() {
+    use cairn::format::snapshot::PostgresRecord;
+    let mut s = fixed_snapshot();
+    let v1 = to_postcard(&s).unwrap();
+    s.postgres = Some(PostgresRecord {
+        system_id: 1,
+        server_version: "15.18".into(),
+        timeline: 1,
+        stop_timeline: 2,
+        start_lsn: 0x0200_0028,
+        stop_lsn: 0x0200_0100,
+        segment_size: 16 << 20,
+        started: 100,
+        stopped: 101,
+        xmin: 750,
+        data_directory: "/d".into(),
+    });
+    let plain = s.to_plaintext().unwrap();
+    let ext = hex::encode(&plain[v1.len()..]);
+    assert_eq!(ext, PG_EXT);
+    assert_eq!(Snapshot::from_plaintext(&plain, "t").unwrap(), s);
+    // `00 00 00`: no databases, replaces None, postgres None: refused.
+    assert!(Snapshot::from_plaintext(&[v1.clone(), vec![0, 0, 0]].concat(), "t").is_err());
+    // `00 00`: a block ending in an absent-as-None replaces: refused.
+    assert!(Snapshot::from_plaintext(&[v1, vec![0, 0]].concat(), "t").is_err());
+}
+
+/// `system_id`, `name`, `size`, `hash`, `segment_size`, `content`, `packs`
+/// (one pack, one entry), `archived`, `hostname`.
+const WAL_PC: &str = "8180f09d99ddbf92611830303030303030313030303030303030303030303030303305ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f8080800801d4ae84623d6ab4c21497de1cc96603c63371bf8de2ea371a442ef91224cfc4bf0166c569f3ef4ce9cede627d29b448ede6ec4c76f8951a8b91c96e4a7493fe40a50100d4ae84623d6ab4c21497de1cc96603c63371bf8de2ea371a442ef91224cfc4bf002e0580e4ad950d03646231";
+const WAL_ID: &str = "d06ddbca6aa871b78ab922b6a2fd74bb02d3927104a30160bec0b4eb911ea833";
+/// `00` no databases, `00` replaces None, `01` postgres: system_id 1,
+/// "15.18", timelines 1 and 2, LSNs 0/2000028 and 0/2000100, 16 MiB
+/// segments, started 100, stopped 101, xmin 750, "/d".
+const PG_EXT: &str = "000001010531352e31380102a88080108082801080808008c801ca01ee05022f64";
