@@ -470,7 +470,24 @@ fn wal_push_survives_kills_and_check_finds_gaps() {
     let test = "wal_push_survives_kills_and_check_finds_gaps";
     let Some(pg) = pg_bin(test) else { return };
     let s = Setup::new(pg, None);
-    let cluster = Cluster::start(&s, &format!("{} wal push %p", s.cairn_shell()));
+    // PostgreSQL's first attempt at each file is killed with SIGKILL 50 ms
+    // in (wherever that falls); it retries, and the archive must end up
+    // complete and consistent whatever the kill interrupted.
+    let marks = s.ws.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    s.user.chown(&marks);
+    let script = s.ws.path("archive.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nmark={}/$(basename \"$1\")\nif [ ! -e \"$mark\" ]; then\n  : > \"$mark\"\n  {cairn} wal push \"$1\" >/dev/null 2>&1 & pid=$!\n  sleep 0.05\n  kill -9 $pid 2>/dev/null\n  wait $pid\n  exit 1\nfi\nexec {cairn} wal push \"$1\"\n",
+            marks.display(),
+            cairn = s.cairn_shell()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    let cluster = Cluster::start(&s, &format!("{} %p", script.display()));
     cluster.pgbench(&["-i", "-s", "1", "-q"]);
     cluster.switch_and_wait();
     cluster.base_backup();
@@ -482,8 +499,16 @@ fn wal_push_survives_kills_and_check_finds_gaps() {
         segments.push(cluster.switch_and_wait());
     }
     let sysid = cluster.sql("SELECT system_identifier FROM pg_control_system()");
-    let check = s.json(&["check"]);
+    let check = s.json(&["check", "--read-data"]);
     assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        std::fs::read_dir(&marks).unwrap().count() >= segments.len(),
+        "every segment's first attempt was killed"
+    );
+    cluster.sql("CREATE TABLE after_kills AS SELECT generate_series(1, 77) AS x");
+    cluster.switch_and_wait();
+    let (rows, v) = restore_rows(&s, "after-kills", &[], "after_kills");
+    assert_eq!(rows, 77, "{v}");
 
     // Fetch a segment, push it into a second repository while killing the
     // push at growing delays.
