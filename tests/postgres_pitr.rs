@@ -434,6 +434,42 @@ fn point_in_time_flow(test: &str, location: Option<(String, Vec<(String, String)
     cluster.switch_and_wait();
     let (rows, v) = restore_rows(&s, "after-forget", &[], "marks");
     assert_eq!(rows, 6, "{v}");
+
+    // An offsite copy (a local repository of its own, unrelated blob ids)
+    // carries the base backups and their WAL: it restores on its own.
+    let offsite = Setup::new(s.pg.clone(), None);
+    std::fs::copy(s.ws.path("pass"), offsite.ws.path("from-pass")).unwrap();
+    offsite.user.chown(&offsite.ws.path("from-pass"));
+    let from_pass = offsite.ws.path("from-pass").display().to_string();
+    let mut copy_args: Vec<&str> = vec![
+        "copy",
+        "--from-repo",
+        &s.location,
+        "--from-password-file",
+        &from_pass,
+    ];
+    let mut c = offsite.cairn_cmd(&[] as &[&str]);
+    c.arg("--json");
+    c.args(&copy_args);
+    for (k, v) in &s.env {
+        c.env(k, v);
+    }
+    let copied = support::last_json(&run(c).ok().stdout);
+    assert!(
+        !copied["wal_copied"].as_array().unwrap().is_empty(),
+        "{copied}"
+    );
+    copy_args.push("--dry-run");
+    let mut c = offsite.cairn_cmd(&[] as &[&str]);
+    c.arg("--json");
+    c.args(&copy_args);
+    for (k, v) in &s.env {
+        c.env(k, v);
+    }
+    let again = support::last_json(&run(c).ok().stdout);
+    assert_eq!(again["wal_copied"].as_array().unwrap().len(), 0, "{again}");
+    let (rows, v) = restore_rows(&offsite, "from-copy", &[], "marks");
+    assert_eq!(rows, 6, "{v}");
 }
 
 #[test]

@@ -378,7 +378,7 @@ Examples:
   cairn pg restore --target /srv/pg/restored --xid 1234567 --exclusive
   cairn pg restore 1a2b3c4d --target /tmp/pg --verify --owner postgres"
     )]
-    Restore(PgRestoreArgs),
+    Restore(Box<PgRestoreArgs>),
 }
 
 #[derive(Args, Debug)]

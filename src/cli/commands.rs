@@ -367,6 +367,7 @@ fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<i32> {
                 "target_id": d.to_hex(),
             })).collect::<Vec<_>>(),
             "blobs_copied": r.blobs_copied,
+            "wal_copied": r.wal_copied,
             "data_copied": r.bytes_copied,
             "data_copied_stored": r.bytes_stored,
         }))?;
@@ -396,6 +397,15 @@ fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<i32> {
                 "; the repositories do not share blob ids, so every blob was read and re-encoded"
             }
         );
+        if !r.wal_copied.is_empty() {
+            out!(
+                "{} archived WAL files {} ({} to {})",
+                r.wal_copied.len(),
+                if r.dry_run { "to copy" } else { "copied" },
+                r.wal_copied[0],
+                r.wal_copied[r.wal_copied.len() - 1]
+            );
+        }
     }
     Ok(EXIT_OK)
 }

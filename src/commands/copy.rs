@@ -70,6 +70,10 @@ pub struct CopyReport {
     pub bytes_stored: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Archived PostgreSQL WAL files copied (or to copy): those of the
+    /// clusters whose base backups were selected, that the destination
+    /// lacked.
+    pub wal_copied: Vec<String>,
 }
 
 /// Whether `d` is a copy of `s`: same time, host, user, paths and tags
@@ -124,6 +128,14 @@ pub fn copy<S, T>(
             Some((did, _)) => report.present.push((id, *did)),
             None => todo.push((id, s)),
         }
+    }
+    // The WAL of the clusters whose base backups are selected goes along:
+    // a base backup restores to a point in time only with it.
+    let clusters: HashSet<u64> = wanted_clusters(&report, &todo, &existing);
+    let wal_todo = crate::commands::wal::missing_in(source, dest, &clusters)?;
+    report.wal_copied = wal_todo.iter().map(|w| w.name.clone()).collect();
+    if !opts.dry_run {
+        crate::commands::wal::copy_records(source, dest, &wal_todo)?;
     }
     if opts.dry_run || todo.is_empty() {
         report.copied = todo
@@ -184,6 +196,23 @@ pub fn copy<S, T>(
         }
         Ok(report)
     })
+}
+
+/// The clusters whose base backups are among the selected snapshots
+/// (copied now or present already).
+fn wanted_clusters(
+    report: &CopyReport,
+    todo: &[(Id, Snapshot)],
+    existing: &[(Id, Snapshot)],
+) -> HashSet<u64> {
+    let present = report
+        .present
+        .iter()
+        .filter_map(|(_, did)| existing.iter().find(|(id, _)| id == did));
+    todo.iter()
+        .chain(present)
+        .filter_map(|(_, s)| s.postgres.as_ref().map(|p| p.system_id))
+        .collect()
 }
 
 struct Copier<'a> {

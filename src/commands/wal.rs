@@ -45,7 +45,7 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     /// The system identifier from `global/pg_control` of the data directory.
-    fn from_control_file(&self) -> Result<Option<u64>> {
+    fn control_file_system_id(&self) -> Result<Option<u64>> {
         let dir = self.pgdata.clone().unwrap_or_else(|| PathBuf::from("."));
         let p = dir.join("global/pg_control");
         match std::fs::File::open(&p) {
@@ -64,7 +64,7 @@ impl ClusterOptions {
     pub fn system_id(&self, header: Option<u64>) -> Result<u64> {
         let id = match self.system_id {
             Some(id) => id,
-            None => match self.from_control_file()?.or(header) {
+            None => match self.control_file_system_id()?.or(header) {
                 Some(id) => id,
                 None => {
                     return Err(Error::InvalidInput(
@@ -202,6 +202,68 @@ pub fn push<S>(repo: &Repository<S>, path: &Path, cluster: &ClusterOptions) -> R
         },
         Err(e) => Err(e),
     }
+}
+
+/// The WAL records of `clusters` in `source` that `dest` lacks (by
+/// cluster and name), oldest name first.
+pub fn missing_in<S, T>(
+    source: &Repository<S>,
+    dest: &Repository<T>,
+    clusters: &std::collections::HashSet<u64>,
+) -> Result<Vec<WalFile>> {
+    if clusters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let src = source.load_wal_records()?;
+    if let Some((id, e)) = src.unreadable.first() {
+        return Err(Error::corrupt(format!("wal/{}", id.to_hex()), e.clone()));
+    }
+    let have: std::collections::HashSet<(u64, String)> = dest
+        .load_wal_records()?
+        .records
+        .into_iter()
+        .map(|(_, w)| (w.system_id, w.name))
+        .collect();
+    Ok(src
+        .records
+        .into_iter()
+        .map(|(_, w)| w)
+        .filter(|w| {
+            clusters.contains(&w.system_id) && !have.contains(&(w.system_id, w.name.clone()))
+        })
+        .collect())
+}
+
+/// Copies WAL records (content read and verified from `source`, stored in
+/// `dest` as a push would, keeping the archive time and host).
+pub fn copy_records<S, T>(
+    source: &Repository<S>,
+    dest: &Repository<T>,
+    records: &[WalFile],
+) -> Result<()> {
+    for w in records {
+        let bytes = read_content(source, w)?;
+        let (content, packs, _) = store_content(dest, &bytes)?;
+        let copy = WalFile {
+            content,
+            packs,
+            ..w.clone()
+        };
+        match dest.save_wal_record(&copy) {
+            Ok(_) => {}
+            Err(Error::AlreadyExists(_)) => match dest.find_wal_record(w.system_id, &w.name)? {
+                Some(d) if d.hash == w.hash && d.size == w.size => {}
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is archived in the destination with different content",
+                        w.name
+                    )));
+                }
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Chunks and stores `bytes` as data blobs in packs of their own, without
