@@ -44,6 +44,8 @@ pub(super) struct Archiver<'a> {
     /// Folders whose files are cut at pages of the given size when their
     /// length is a multiple of it (PostgreSQL relation files).
     pub page_dirs: Vec<(PathBuf, u32)>,
+    /// Page-cut files stored as deltas against their parent version, by path.
+    pub file_deltas: HashMap<PathBuf, DeltaPlan>,
     pub packer: Packer<'a>,
     excludes: PatternSet,
     one_file_system: bool,
@@ -100,6 +102,7 @@ impl<'a> Archiver<'a> {
             overrides: HashMap::new(),
             skip: HashSet::new(),
             page_dirs: Vec::new(),
+            file_deltas: HashMap::new(),
             packer: Packer::new(repo),
             excludes,
             one_file_system,
@@ -421,8 +424,13 @@ impl Archiver<'_> {
                     .map(|(_, size)| *size)
             });
         let cut = self.cut(page_size);
-        let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, None)?;
+        let delta = match cut {
+            Cut::Pages { .. } => self.file_deltas.get(path),
+            Cut::Cdc(_) => None,
+        };
+        let (ids, size) = self.store_stream(&mut file, Some(md.len()), &cut, path, delta)?;
         (node.content, node.content_depth) = self.content_list(ids)?;
+        node.delta_base = delta.and_then(|d| d.recorded_base());
         node.size = size;
         Ok(())
     }

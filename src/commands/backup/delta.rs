@@ -23,9 +23,9 @@
 
 use crate::error::Result;
 use crate::format::id::Id;
-use crate::format::tree::{BaseContent, NodeKind};
+use crate::format::tree::{BaseContent, Node, NodeKind};
 use crate::repository::{BackupIndex, Repository};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A new base is started when more than this share (numerator,
@@ -84,17 +84,47 @@ pub fn plan(
     let Ok(prev) = crate::repository::browse::lookup(repo, root, path) else {
         return Ok(None);
     };
+    let mut plans = plan_all(repo, vec![(path.to_path_buf(), prev)])?;
+    Ok(plans.remove(path))
+}
+
+/// Plans many files at once from their previous versions' nodes, loading
+/// the base blobs' locations with one pass over the index; files without a
+/// usable base are left out.
+pub fn plan_all(
+    repo: &mut Repository<BackupIndex>,
+    previous: Vec<(std::path::PathBuf, Node)>,
+) -> Result<HashMap<std::path::PathBuf, DeltaPlan>> {
+    let mut plans = HashMap::new();
+    for (path, prev) in previous {
+        if let Some(p) = choose_base(repo, &prev) {
+            plans.insert(path, p);
+        }
+    }
+    let wanted: HashSet<Id> = plans
+        .values()
+        .flat_map(|p| p.base_ids.iter().copied())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(plans);
+    }
+    repo.load_data_locations(&wanted)?;
+    plans.retain(|_, p| p.base_ids.iter().all(|id| repo.locate(id).is_some()));
+    Ok(plans)
+}
+
+/// The base for the next version of the file whose previous version is
+/// `prev` (its locations not yet loaded).
+fn choose_base(repo: &Repository<BackupIndex>, prev: &Node) -> Option<DeltaPlan> {
     if prev.kind != NodeKind::File || prev.content.is_empty() {
-        return Ok(None);
+        return None;
     }
     // A database of `size` bytes has at most size / 512 pages (the smallest
     // SQLite page); more ids than that is a damaged or hostile list.
     let max_ids = usize::try_from(prev.size / 512 + 1)
         .unwrap_or(usize::MAX)
         .min(MAX_PLAN_IDS);
-    let Ok(prev_ids) = repo.data_ids_at_most(&prev, max_ids) else {
-        return Ok(None);
-    };
+    let prev_ids = repo.data_ids_at_most(prev, max_ids).ok()?;
     let (base, base_ids) = match &prev.delta_base {
         // The previous version is ordinary blobs only: it becomes the base.
         None => (
@@ -108,11 +138,9 @@ pub fn plan(
             let base_ids: Result<Vec<Id>> = repo
                 .content_ids(&b.content, b.depth)
                 .and_then(|ids| ids.take(max_ids.saturating_add(1)).collect());
-            let Ok(base_ids) = base_ids else {
-                return Ok(None);
-            };
+            let base_ids = base_ids.ok()?;
             if base_ids.len() > max_ids {
-                return Ok(None);
+                return None;
             }
             let differing = prev_ids
                 .iter()
@@ -121,19 +149,14 @@ pub fn plan(
                 .count();
             let (num, den) = REBASE_WHEN_DIFFERENT;
             if differing * den > prev_ids.len() * num {
-                return Ok(None);
+                return None;
             }
             (b.clone(), base_ids)
         }
     };
-    let wanted: HashSet<Id> = base_ids.iter().copied().collect();
-    let found = repo.load_data_locations(&wanted)?;
-    if found < wanted.len() {
-        return Ok(None);
-    }
-    Ok(Some(DeltaPlan {
+    Some(DeltaPlan {
         base,
         base_ids,
         deltas_used: AtomicU64::new(0),
-    }))
+    })
 }

@@ -382,6 +382,7 @@ fn run<S>(
     let mut repo = repo?;
     let parent = find_parent(&repo, snapshots?, opts, &host, &paths)?;
     let delta_plans = plan_deltas(&mut repo, &sources, parent.as_ref())?;
+    let page_plans = plan_page_deltas(&mut repo, opts, &sources, parent.as_ref())?;
     let repo = &repo;
     let mut archiver = Archiver::new(
         repo,
@@ -391,6 +392,7 @@ fn run<S>(
         counters,
         progress,
     );
+    archiver.file_deltas = page_plans;
     archiver.page_dirs = opts
         .page_dirs
         .iter()
@@ -475,6 +477,52 @@ fn plan_deltas(
         }
     }
     Ok(plans)
+}
+
+/// Files below the page-cut folders (PostgreSQL relation files) are stored
+/// as page deltas against their version in the parent snapshot, as
+/// databases are: finds each one's base (by its real path).
+fn plan_page_deltas(
+    repo: &mut Repository<BackupIndex>,
+    opts: &BackupOptions,
+    sources: &Sources,
+    parent: Option<&(Id, Snapshot)>,
+) -> Result<HashMap<PathBuf, delta::DeltaPlan>> {
+    let Some((_, parent)) = parent else {
+        return Ok(HashMap::new());
+    };
+    if repo.config().database_chunking.is_none() || opts.page_dirs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut previous = Vec::new();
+    for (dir, page) in &opts.page_dirs {
+        let real_dir = normalize(&std::path::absolute(dir).at(dir)?);
+        let stored_dir = sources
+            .real
+            .iter()
+            .find_map(|(stored, real)| {
+                real_dir
+                    .strip_prefix(real)
+                    .ok()
+                    .map(|rest| stored.join(rest))
+            })
+            .unwrap_or_else(|| real_dir.clone());
+        let Ok(node) = crate::repository::browse::lookup(repo, &parent.tree, &stored_dir) else {
+            continue;
+        };
+        if !node.is_dir() {
+            continue;
+        }
+        let page = u64::from(*page);
+        // A parent tree that cannot be read costs space, never correctness.
+        let _ = crate::repository::browse::walk(repo, &node, &real_dir, &mut |path, n| {
+            if n.kind == crate::format::tree::NodeKind::File && n.size > 0 && n.size % page == 0 {
+                previous.push((path.to_path_buf(), n.clone()));
+            }
+            Ok(true)
+        });
+    }
+    delta::plan_all(repo, previous)
 }
 
 /// Copies, checks and stores each database, and stores the stream; the
