@@ -3,7 +3,7 @@
 # backups, point-in-time restore) with pgBackRest, on the same cluster, the
 # same data and the same WAL, in the same run.
 #
-#   bash benches/pg_compare.sh                            # defaults below (~15 min)
+#   bash benches/pg_compare.sh                            # defaults below (~7-10 min on 2 cores)
 #   SCALE=5 PGBENCH_SECONDS=20 SEGMENTS=8 REPS=1 bash benches/pg_compare.sh   # smoke run
 #
 # Setup: one private PostgreSQL 15 cluster (Unix socket in $WORKDIR, port
@@ -299,7 +299,8 @@ EOF
 chown postgres:postgres "$CONF"
 chmod 600 "$CONF"
 PGBR_COMPRESS=$(pgbackrest "--config=$CONF" help backup compress-type | sed -n 's/^default: //p')
-PGBR_LEVEL=$(pgbackrest "--config=$CONF" help backup compress-level | sed -n 's/^default: //p')
+# compress-level has no single default: it is listed per compress-type.
+PGBR_LEVEL=$(pgbackrest "--config=$CONF" help backup compress-level | sed -n "s/^\* $PGBR_COMPRESS - //p")
 [[ -n $PGBR_LEVEL ]] || PGBR_LEVEL="default for $PGBR_COMPRESS"
 
 log "initdb"
@@ -364,7 +365,7 @@ T_START=$(sql "SELECT now()")
 as_pg "$PGBIN/pgbench" -c "$CLIENTS" -j 2 -T "$PGBENCH_SECONDS" -P 30 >"$LOGS/pgbench-run.log" 2>&1 ||
     die "pgbench failed: $(tail -3 "$LOGS/pgbench-run.log")"
 T_END=$(sql "SELECT now()")
-TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$LOGS/pgbench-run.log" | head -1)
+TPS=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' "$LOGS/pgbench-run.log" | head -1)
 # The middle of the run, in whole seconds, UTC, in the forms each tool takes.
 T_MID_EPOCH=$(sql "SELECT floor((extract(epoch FROM '$T_START'::timestamptz) + extract(epoch FROM '$T_END'::timestamptz)) / 2)::bigint")
 T_MID_CAIRN=$(date -u -d "@$T_MID_EPOCH" '+%Y-%m-%dT%H:%M:%SZ')
