@@ -525,7 +525,7 @@ fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     match cmd::dump::dump(&repo, &sel, &path, &mut out) {
         Ok(_) => Ok(EXIT_OK),
-        Err(cairn::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(cairn::Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(EXIT_OK)
         }
         Err(e) => Err(e.into()),

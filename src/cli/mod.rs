@@ -135,7 +135,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             || matches!(
                 c.downcast_ref::<cairn::Error>(),
-                Some(cairn::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe
+                Some(cairn::Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::BrokenPipe
             )
     })
 }

@@ -237,10 +237,6 @@ fn restore_command(ctx: &Ctx) -> Result<Vec<OsString>> {
     } else if let Some(c) = &ctx.g.password_command {
         argv.push("--password-command".into());
         argv.push(c.into());
-    } else {
-        err!(
-            "cairn: warning: no --password-file or --password-command given: the restore_command written has none, so PostgreSQL's environment must set CAIRN_PASSWORD"
-        );
     }
     if let Some(d) = &ctx.g.cache_dir {
         argv.push("--cache-dir".into());
@@ -300,6 +296,14 @@ fn pg_restore(ctx: &Ctx, a: &PgRestoreArgs) -> Result<i32> {
     display.finish();
     let r = result?;
     let p = &r.record;
+    if a.restore_command.is_none()
+        && ctx.g.password_file.is_none()
+        && ctx.g.password_command.is_none()
+    {
+        err!(
+            "cairn: warning: no --password-file or --password-command given: the restore_command written has none, so PostgreSQL's environment must set CAIRN_PASSWORD"
+        );
+    }
     if ctx.g.json {
         print_json(&json!({
             "message_type": "summary",

@@ -295,7 +295,7 @@ impl<'r> Packer<'r> {
             .unwrap_or_else(|| "pack writer stopped".into());
         Error::Io {
             path: "repository".into(),
-            source: std::io::Error::other(msg),
+            error: std::io::Error::other(msg),
         }
     }
 
