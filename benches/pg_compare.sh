@@ -268,9 +268,14 @@ wait_archived() {
 
 PGBR_VERSION=$(pgbackrest version)
 PG_VERSION=$("$PGBIN/postgres" --version)
-CAIRN_VERSION="cairn $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?') ($("$C" --version 2>/dev/null || echo '?'))"
+# The checkout's commit describes the binary only when it was built here.
+if [[ $(realpath "$CAIRN") == "$(realpath -m "$ROOT/target/release/cairn")" ]]; then
+    CAIRN_VERSION="$("$C" --version 2>/dev/null || echo cairn) ($(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
+else
+    CAIRN_VERSION="$("$C" --version 2>/dev/null || echo cairn) ($CAIRN)"
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "cairn: $CAIRN_VERSION; $PGBR_VERSION; $PG_VERSION; $(nproc) CPUs; load $LOAD_BEFORE"
+log "$CAIRN_VERSION; $PGBR_VERSION; $PG_VERSION; $(nproc) CPUs; load $LOAD_BEFORE"
 log "workdir $WORKDIR; SCALE=$SCALE PGBENCH_SECONDS=$PGBENCH_SECONDS CLIENTS=$CLIENTS SEGMENTS=$SEGMENTS_ASKED REPS=$REPS CHANGE=$CHANGE"
 
 cipher_conf=""

@@ -1024,6 +1024,15 @@ fn stats(ctx: &Ctx) -> Result<i32> {
         "blobs / packs:             {} / {}",
         st.blobs, st.packs
     )?;
+    if st.wal_files > 0 {
+        writeln!(
+            out,
+            "archived WAL:              {} files, {} ({} stored)",
+            st.wal_files,
+            bytes(st.wal_bytes),
+            bytes(st.wal_stored_bytes)
+        )?;
+    }
     writeln!(out, "unused (prune reclaims):   {}", bytes(st.unused_bytes))?;
     Ok(EXIT_OK)
 }

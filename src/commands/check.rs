@@ -353,6 +353,14 @@ fn check_wal(
     let c = crate::commands::wal::continuity(&wal.records, &backups, &history);
     for (snap, gaps) in &c.gaps {
         for g in gaps {
+            if g.none_archived {
+                rep.errors.push(Problem::Wal(format!(
+                    "cluster {}: no WAL of this cluster is archived here; base backup {} restores only to its own end (is archive_command pushing into this repository?)",
+                    g.system_id,
+                    snap.short()
+                )));
+                continue;
+            }
             let range = if g.first == g.last {
                 format!("segment {} is missing", g.first)
             } else {

@@ -12,7 +12,7 @@
 //! to the target. `--verify` does that at once with a private server and
 //! reports the row count of every table.
 
-use crate::commands::backup::{BackupOptions, BackupReport, backup};
+use crate::commands::backup::{BackupOptions, BackupReport, PageDir, backup};
 use crate::commands::progress::Progress;
 use crate::commands::restore::{RestoreOptions, RestoreStats};
 use crate::commands::select::SnapshotSelector;
@@ -27,6 +27,14 @@ use std::time::Duration;
 
 pub use crate::format::snapshot::PostgresRecord;
 pub use crate::sources::postgres::{BaseBackupOptions, PgConnection, TableCount};
+
+/// Relation files are cut into chunks of this many 8 KiB pages. Measured on
+/// a pgbench cluster (zstd level 3): one page per chunk stores 12.5 MB of
+/// 103 MB, 8 pages 8.4 MB, 16 pages 8.1 MB; the changed chunks after a
+/// pgbench run cost 2.1 MB as per-page deltas and 1.4 MB as deltas of
+/// 8-page chunks (a chunk's delta against its previous version is as
+/// small as the pages that changed in it).
+pub const PAGES_PER_CHUNK: u32 = 8;
 
 /// What `pg backup` does.
 #[derive(Clone, Debug, Default)]
@@ -56,7 +64,11 @@ pub fn pg_backup<S>(
         stored_as: vec![(copy.data.clone(), stored)],
         page_dirs: ["base", "global", "pg_tblspc"]
             .iter()
-            .map(|d| (copy.data.join(d), PAGE_SIZE))
+            .map(|d| PageDir {
+                dir: copy.data.join(d),
+                page_size: PAGE_SIZE,
+                pages_per_chunk: PAGES_PER_CHUNK,
+            })
             .collect(),
         host: opts.host.clone(),
         tags: opts.tags.clone(),

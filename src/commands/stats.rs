@@ -34,8 +34,14 @@ pub struct Stats {
     pub tree_blobs_used: usize,
     /// Pack files.
     pub packs: usize,
-    /// Stored bytes of blobs no snapshot references.
+    /// Stored bytes of blobs neither a snapshot nor archived WAL references.
     pub unused_bytes: u64,
+    /// Archived PostgreSQL WAL files.
+    pub wal_files: usize,
+    /// Their logical size.
+    pub wal_bytes: u64,
+    /// Stored bytes of the blobs only archived WAL references.
+    pub wal_stored_bytes: u64,
 }
 
 /// Computes the statistics under a shared lock.
@@ -59,10 +65,24 @@ pub fn stats<S>(repo: &Repository<S>) -> Result<Stats> {
         tree_blobs_used: used.trees.len(),
         ..Default::default()
     };
+    let wal = repo.load_wal_records()?;
+    st.wal_files = wal.records.len();
+    st.wal_bytes = wal
+        .records
+        .iter()
+        .map(|(_, w)| w.size)
+        .fold(0u64, u64::saturating_add);
+    let wal_blobs: std::collections::HashSet<crate::format::id::Id> = wal
+        .records
+        .iter()
+        .flat_map(|(_, w)| w.content.iter().copied())
+        .collect();
     for (id, _, loc) in repo.index().iter() {
         if used.contains(id) {
             st.unique_raw_bytes += loc.raw_length as u64;
             st.unique_stored_bytes += loc.length as u64;
+        } else if wal_blobs.contains(id) {
+            st.wal_stored_bytes += loc.length as u64;
         } else {
             st.unused_bytes += loc.length as u64;
         }

@@ -458,6 +458,9 @@ pub struct WalGap {
     pub first: String,
     /// Last missing segment (the same as `first` for one).
     pub last: String,
+    /// Nothing at all is archived for the cluster (`first` is the first
+    /// segment the backup needs).
+    pub none_archived: bool,
 }
 
 /// The newest archived segment of a cluster.
@@ -549,7 +552,8 @@ pub fn continuity(
                         b.start_lsn / u64::from(b.segment_size.max(1)),
                         b.segment_size,
                     ),
-                    last: "(no WAL archived for this cluster)".into(),
+                    last: String::new(),
+                    none_archived: true,
                 }],
             ));
             continue;
@@ -612,6 +616,7 @@ pub fn continuity(
                         system_id: b.system_id,
                         first: segment_name(owner(*first), *first, size),
                         last: segment_name(owner(*last), *last, size),
+                        none_archived: false,
                     });
                     run = None;
                 }
@@ -623,6 +628,7 @@ pub fn continuity(
                 system_id: b.system_id,
                 first: segment_name(owner(first), first, size),
                 last: segment_name(owner(last), last, size),
+                none_archived: false,
             });
         }
         if !gaps.is_empty() {
@@ -704,7 +710,8 @@ mod tests {
             vec![WalGap {
                 system_id: 1,
                 first: segment_name(1, 5, SZ),
-                last: segment_name(1, 5, SZ)
+                last: segment_name(1, 5, SZ),
+                none_archived: false,
             }]
         );
         assert_eq!(c.newest[0].name, segment_name(1, 7, SZ));

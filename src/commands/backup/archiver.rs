@@ -10,6 +10,7 @@
 //! blob and costs nothing. Unreadable entries are recorded as
 //! [`SourceError`]s and skipped.
 
+use super::PageDir;
 use super::delta::DeltaPlan;
 use super::{SourceError, StdinSource};
 use crate::commands::progress::{Counters, Progress};
@@ -41,9 +42,9 @@ pub(super) struct Archiver<'a> {
     pub overrides: HashMap<PathBuf, Node>,
     /// Paths never stored: journal and WAL files of the databases.
     pub skip: HashSet<PathBuf>,
-    /// Folders whose files are cut at pages of the given size when their
-    /// length is a multiple of it (PostgreSQL relation files).
-    pub page_dirs: Vec<(PathBuf, u32)>,
+    /// Folders whose files are cut at page boundaries when their length
+    /// is a multiple of the page size (PostgreSQL relation files).
+    pub page_dirs: Vec<PageDir>,
     /// Page-cut files stored as deltas against their parent version, by path.
     pub file_deltas: HashMap<PathBuf, DeltaPlan>,
     pub packer: Packer<'a>,
@@ -414,16 +415,20 @@ impl Archiver<'_> {
         }
         let page_size = (md.len() >= PAGE_CUT_MIN_FILE)
             .then(|| crate::sources::sqlite::header_page_size(header))
-            .flatten()
-            .or_else(|| {
-                self.page_dirs
-                    .iter()
-                    .find(|(d, size)| {
-                        path.starts_with(d) && md.len() > 0 && md.len() % u64::from(*size) == 0
-                    })
-                    .map(|(_, size)| *size)
-            });
-        let cut = self.cut(page_size);
+            .flatten();
+        let page_dir = self.page_dirs.iter().find(|p| {
+            path.starts_with(&p.dir) && md.len() > 0 && md.len() % u64::from(p.page_size) == 0
+        });
+        let cut = match (page_size, page_dir) {
+            (None, Some(p)) => Cut::Pages {
+                chunking: DatabaseChunking::FixedPages {
+                    pages: p.pages_per_chunk,
+                },
+                page_size: p.page_size as usize,
+                key: &self.repo.key().chunker,
+            },
+            _ => self.cut(page_size),
+        };
         let delta = match cut {
             Cut::Pages { .. } => self.file_deltas.get(path),
             Cut::Cdc(_) => None,
@@ -603,6 +608,9 @@ impl Archiver<'_> {
         }
         let did = self.repo.key().delta_blob_id(base_id, chunk);
         if !self.packer.known(&did) {
+            if plan.reuse_only {
+                return Ok(None);
+            }
             let Ok(base) = self.repo.read_base(base_id) else {
                 return Ok(None);
             };

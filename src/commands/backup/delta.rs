@@ -18,8 +18,13 @@
 //!   compressed alone), and records the base in the file's node. Prune keeps
 //!   everything a node's base references; a delta never has a delta as base.
 //! * When most of the pages of the previous version differ from its base,
-//!   the next backup stores ordinary blobs again and becomes the new base, so
-//!   an old base is not kept alive for a file that no longer resembles it.
+//!   the next backup makes no new deltas: a changed page is stored as an
+//!   ordinary blob, and only a page still equal to the previous version's
+//!   (its delta exists already) keeps its delta. The file drifts back to
+//!   ordinary blobs as pages change, and once no delta is left its node
+//!   names no base: an old base is not kept alive for a file that no
+//!   longer resembles it, and pages that did not change since the last
+//!   backup are never stored again.
 
 use crate::error::Result;
 use crate::format::id::Id;
@@ -28,7 +33,7 @@ use crate::repository::{BackupIndex, Repository};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A new base is started when more than this share (numerator,
+/// No new deltas are made when more than this share (numerator,
 /// denominator) of the previous version's blobs differ from its base's
 /// blobs at the same positions.
 pub const REBASE_WHEN_DIFFERENT: (usize, usize) = (4, 5);
@@ -46,6 +51,9 @@ pub struct DeltaPlan {
     pub base_ids: Vec<Id>,
     /// Delta blobs the new version references (stored now or before).
     pub deltas_used: AtomicU64,
+    /// Only reuse deltas stored before; make no new ones (the previous
+    /// version no longer resembles the base).
+    pub reuse_only: bool,
 }
 
 impl DeltaPlan {
@@ -148,15 +156,19 @@ fn choose_base(repo: &Repository<BackupIndex>, prev: &Node) -> Option<DeltaPlan>
                 .filter(|(i, id)| base_ids.get(*i) != Some(id))
                 .count();
             let (num, den) = REBASE_WHEN_DIFFERENT;
-            if differing * den > prev_ids.len() * num {
-                return None;
-            }
-            (b.clone(), base_ids)
+            let reuse_only = differing * den > prev_ids.len() * num;
+            return Some(DeltaPlan {
+                base: b.clone(),
+                base_ids,
+                deltas_used: AtomicU64::new(0),
+                reuse_only,
+            });
         }
     };
     Some(DeltaPlan {
         base,
         base_ids,
         deltas_used: AtomicU64::new(0),
+        reuse_only: false,
     })
 }

@@ -38,6 +38,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 pub use crate::format::snapshot::CheckKind;
+
+/// A folder of page-structured files (PostgreSQL relation files).
+#[derive(Clone, Debug)]
+pub struct PageDir {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages per chunk.
+    pub pages_per_chunk: u32,
+}
 pub use crate::sources::sqlite::SqliteOptions;
 
 /// What to back up and how.
@@ -78,8 +89,9 @@ pub struct BackupOptions {
     pub stored_as: Vec<(PathBuf, PathBuf)>,
     /// Regular files below these folders whose length is a multiple of the
     /// page size given are cut at page boundaries (PostgreSQL relation
-    /// files: an unchanged page is stored once).
-    pub page_dirs: Vec<(PathBuf, u32)>,
+    /// files: an unchanged page is stored once), and stored as deltas
+    /// against their version in the parent snapshot.
+    pub page_dirs: Vec<PageDir>,
     /// What a PostgreSQL base backup records in the snapshot.
     pub postgres: Option<crate::format::snapshot::PostgresRecord>,
 }
@@ -396,7 +408,12 @@ fn run<S>(
     archiver.page_dirs = opts
         .page_dirs
         .iter()
-        .map(|(d, size)| Ok((normalize(&std::path::absolute(d).at(d)?), *size)))
+        .map(|p| {
+            Ok(PageDir {
+                dir: normalize(&std::path::absolute(&p.dir).at(&p.dir)?),
+                ..p.clone()
+            })
+        })
         .collect::<Result<_>>()?;
     let records = store_databases_and_stream(&mut archiver, opts, &sources, &delta_plans)?;
     let parent_root = parent
@@ -491,12 +508,12 @@ fn plan_page_deltas(
     let Some((_, parent)) = parent else {
         return Ok(HashMap::new());
     };
-    if repo.config().database_chunking.is_none() || opts.page_dirs.is_empty() {
+    if opts.page_dirs.is_empty() {
         return Ok(HashMap::new());
     }
     let mut previous = Vec::new();
-    for (dir, page) in &opts.page_dirs {
-        let real_dir = normalize(&std::path::absolute(dir).at(dir)?);
+    for p in &opts.page_dirs {
+        let real_dir = normalize(&std::path::absolute(&p.dir).at(&p.dir)?);
         let stored_dir = sources
             .real
             .iter()
@@ -513,7 +530,7 @@ fn plan_page_deltas(
         if !node.is_dir() {
             continue;
         }
-        let page = u64::from(*page);
+        let page = u64::from(p.page_size);
         // A parent tree that cannot be read costs space, never correctness.
         let _ = crate::repository::browse::walk(repo, &node, &real_dir, &mut |path, n| {
             if n.kind == crate::format::tree::NodeKind::File && n.size > 0 && n.size % page == 0 {
