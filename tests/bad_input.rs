@@ -698,8 +698,7 @@ fn unreadable_source_entries_give_exit_3_and_a_saved_snapshot() {
         // The build directory may be closed to other users (a checkout in
         // a 0700 directory): run a copy of the binary from the workspace.
         let bin = ws.dir.path().join("cairn");
-        fs::copy(support::bin(), &bin).unwrap();
-        chmod(&bin, 0o755);
+        support::copy_binary(&bin);
         c = cairn_cmd_with(&bin);
         c.arg("-r")
             .arg(&repo.path)

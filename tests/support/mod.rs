@@ -39,6 +39,24 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cairn")
 }
 
+/// Copies the binary under test to `to` (mode 0755), for running it as
+/// another user from a folder they can reach, and waits until it can be
+/// run: a child that another test thread forked while the copy was open
+/// for writing holds it open until it executes its own program, and until
+/// then running the copy fails with ETXTBSY.
+pub fn copy_binary(to: &Path) {
+    fs::copy(bin(), to).unwrap();
+    chmod(to, 0o755);
+    for _ in 0..250 {
+        match Command::new(to).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => break,
+        }
+    }
+}
+
 /// Whether the tests run as root (CI does).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

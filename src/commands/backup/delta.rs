@@ -18,13 +18,13 @@
 //!   compressed alone), and records the base in the file's node. Prune keeps
 //!   everything a node's base references; a delta never has a delta as base.
 //! * When most of the pages of the previous version differ from its base,
-//!   the next backup makes no new deltas: a changed page is stored as an
-//!   ordinary blob, and only a page still equal to the previous version's
-//!   (its delta exists already) keeps its delta. The file drifts back to
-//!   ordinary blobs as pages change, and once no delta is left its node
-//!   names no base: an old base is not kept alive for a file that no
-//!   longer resembles it, and pages that did not change since the last
-//!   backup are never stored again.
+//!   the base has served its time ([`OnRebase`] says what happens then):
+//!   SQLite databases store ordinary blobs again and become the new base,
+//!   so an old base is not kept alive for a file that no longer resembles
+//!   it; PostgreSQL relation files make no new deltas but keep the deltas
+//!   of pages that did not change since the previous backup (a table
+//!   rewritten in a burst and then left alone is not stored again), and
+//!   drift back to ordinary blobs as their pages change.
 
 use crate::error::Result;
 use crate::format::id::Id;
@@ -74,6 +74,17 @@ impl DeltaPlan {
     }
 }
 
+/// What a new version does when its previous version no longer resembles
+/// the base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnRebase {
+    /// Store ordinary blobs: this version becomes the new base.
+    Fresh,
+    /// Keep the deltas of unchanged pages, store changed pages as ordinary
+    /// blobs, make no new deltas.
+    ReuseDeltas,
+}
+
 /// Chooses the base for a new version of the database stored at `path`,
 /// from that path's node in the parent snapshot (root tree `parent_root`).
 /// `None` means "store ordinary blobs": no usable previous version, a
@@ -92,7 +103,7 @@ pub fn plan(
     let Ok(prev) = crate::repository::browse::lookup(repo, root, path) else {
         return Ok(None);
     };
-    let mut plans = plan_all(repo, vec![(path.to_path_buf(), prev)])?;
+    let mut plans = plan_all(repo, vec![(path.to_path_buf(), prev)], OnRebase::Fresh)?;
     Ok(plans.remove(path))
 }
 
@@ -102,10 +113,11 @@ pub fn plan(
 pub fn plan_all(
     repo: &mut Repository<BackupIndex>,
     previous: Vec<(std::path::PathBuf, Node)>,
+    on_rebase: OnRebase,
 ) -> Result<HashMap<std::path::PathBuf, DeltaPlan>> {
     let mut plans = HashMap::new();
     for (path, prev) in previous {
-        if let Some(p) = choose_base(repo, &prev) {
+        if let Some(p) = choose_base(repo, &prev, on_rebase) {
             plans.insert(path, p);
         }
     }
@@ -123,7 +135,11 @@ pub fn plan_all(
 
 /// The base for the next version of the file whose previous version is
 /// `prev` (its locations not yet loaded).
-fn choose_base(repo: &Repository<BackupIndex>, prev: &Node) -> Option<DeltaPlan> {
+fn choose_base(
+    repo: &Repository<BackupIndex>,
+    prev: &Node,
+    on_rebase: OnRebase,
+) -> Option<DeltaPlan> {
     if prev.kind != NodeKind::File || prev.content.is_empty() {
         return None;
     }
@@ -157,6 +173,9 @@ fn choose_base(repo: &Repository<BackupIndex>, prev: &Node) -> Option<DeltaPlan>
                 .count();
             let (num, den) = REBASE_WHEN_DIFFERENT;
             let reuse_only = differing * den > prev_ids.len() * num;
+            if reuse_only && on_rebase == OnRebase::Fresh {
+                return None;
+            }
             return Some(DeltaPlan {
                 base: b.clone(),
                 base_ids,
