@@ -21,7 +21,10 @@ fn cluster(c: &ClusterArgs) -> Result<ClusterOptions> {
 /// A context whose repository opening keeps a session key (see
 /// `--key-cache-ttl`) and waits for a prune's lock to go away.
 fn session_ctx<'a>(ctx: &Ctx<'a>, c: &ClusterArgs) -> Result<Ctx<'a>> {
-    let ttl = cairn::timespec::parse_duration(&c.key_cache_ttl).context("--key-cache-ttl")?;
+    let ttl = match c.key_cache_ttl.trim() {
+        "0" => std::time::Duration::ZERO,
+        t => cairn::timespec::parse_duration(t).context("--key-cache-ttl")?,
+    };
     let mut open_options = ctx.open_options.clone();
     open_options.session_ttl = Some(ttl);
     open_options.retry_lock = open_options
