@@ -455,32 +455,22 @@ fn point_in_time_flow(test: &str, location: Option<(String, Vec<(String, String)
     std::fs::copy(s.ws.path("pass"), offsite.ws.path("from-pass")).unwrap();
     offsite.user.chown(&offsite.ws.path("from-pass"));
     let from_pass = offsite.ws.path("from-pass").display().to_string();
-    let mut copy_args: Vec<&str> = vec![
-        "copy",
-        "--from-repo",
-        &s.location,
-        "--from-password-file",
-        &from_pass,
-    ];
-    let mut c = offsite.cairn_cmd(&[] as &[&str]);
-    c.arg("--json");
-    c.args(&copy_args);
-    for (k, v) in &s.env {
-        c.env(k, v);
-    }
-    let copied = support::last_json(&run(c).ok().stdout);
+    let copy = |extra: &[&str]| {
+        let mut c = offsite.cairn_cmd(&["--json", "copy", "--from-repo"]);
+        c.arg(&s.location)
+            .args(["--from-password-file", &from_pass])
+            .args(extra);
+        for (k, v) in &s.env {
+            c.env(k, v);
+        }
+        support::last_json(&run(c).ok().stdout)
+    };
+    let copied = copy(&[]);
     assert!(
         !copied["wal_copied"].as_array().unwrap().is_empty(),
         "{copied}"
     );
-    copy_args.push("--dry-run");
-    let mut c = offsite.cairn_cmd(&[] as &[&str]);
-    c.arg("--json");
-    c.args(&copy_args);
-    for (k, v) in &s.env {
-        c.env(k, v);
-    }
-    let again = support::last_json(&run(c).ok().stdout);
+    let again = copy(&["--dry-run"]);
     // Idempotent: nothing the first run copied is copied again (the
     // server may have archived newer segments since: those would be).
     let first_run: Vec<&str> = copied["wal_copied"]
