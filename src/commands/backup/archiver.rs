@@ -608,9 +608,6 @@ impl Archiver<'_> {
         }
         let did = self.repo.key().delta_blob_id(base_id, chunk);
         if !self.packer.known(&did) {
-            if plan.reuse_only {
-                return Ok(None);
-            }
             let Ok(base) = self.repo.read_base(base_id) else {
                 return Ok(None);
             };

@@ -539,7 +539,7 @@ fn plan_page_deltas(
             Ok(true)
         });
     }
-    delta::plan_all(repo, previous, delta::OnRebase::ReuseDeltas)
+    delta::plan_all(repo, previous, delta::OnRebase::KeepBase)
 }
 
 /// Copies, checks and stores each database, and stores the stream; the
