@@ -168,6 +168,38 @@ impl Setup {
     }
 }
 
+/// A repository location in its own bucket of the S3 test server, and the
+/// environment cairn needs to reach it.
+fn s3_location(server: &support::S3Server, tag: &str) -> (String, Vec<(String, String)>) {
+    let bucket = server.unique_bucket(tag);
+    let env = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    ]
+    .iter()
+    .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
+    .collect();
+    (format!("s3:{}/{bucket}/pg", server.endpoint), env)
+}
+
+impl Setup {
+    /// Deletes the WAL record `wal/<id>` behind cairn's back.
+    fn remove_wal_record(&self, id: &str) {
+        match self.location.strip_prefix("s3:") {
+            Some(rest) => {
+                use cairn::backend::{Backend, FileKind, Handle};
+                let opts = cairn::backend::s3::S3Options::from_env(&[]).unwrap();
+                let loc = cairn::backend::s3::S3Location::parse(rest, &opts.region).unwrap();
+                let backend = cairn::backend::S3Backend::new(loc, opts).unwrap();
+                let id = cairn::Id::from_hex(id).unwrap();
+                backend.remove(Handle::new(FileKind::Wal, id)).unwrap();
+            }
+            None => std::fs::remove_file(Path::new(&self.location).join("wal").join(id)).unwrap(),
+        }
+    }
+}
+
 /// A private cluster archiving into the setup's repository.
 struct Cluster<'a> {
     s: &'a Setup,
@@ -501,18 +533,9 @@ fn point_in_time_recovery_on_s3() {
     let Some(server) = support::s3_server("point_in_time_recovery_on_s3") else {
         return;
     };
-    let bucket = server.unique_bucket("pitr");
-    let env: Vec<(String, String)> = [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION",
-    ]
-    .iter()
-    .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
-    .collect();
     point_in_time_flow(
         "point_in_time_recovery_on_s3",
-        Some((format!("s3:{}/{bucket}/pg", server.endpoint), env)),
+        Some(s3_location(&server, "pitr")),
     );
 }
 
@@ -522,9 +545,23 @@ fn point_in_time_recovery_on_s3() {
 /// archived is quiet; a missing segment is named by `check`.
 #[test]
 fn wal_push_survives_kills_and_check_finds_gaps() {
-    let test = "wal_push_survives_kills_and_check_finds_gaps";
+    kills_and_gaps("wal_push_survives_kills_and_check_finds_gaps", &|_| None);
+}
+
+#[test]
+fn wal_push_survives_kills_and_check_finds_gaps_on_s3() {
+    let test = "wal_push_survives_kills_and_check_finds_gaps_on_s3";
+    let Some(server) = support::s3_server(test) else {
+        return;
+    };
+    kills_and_gaps(test, &|tag| Some(s3_location(&server, tag)));
+}
+
+type Location = Option<(String, Vec<(String, String)>)>;
+
+fn kills_and_gaps(test: &str, location: &dyn Fn(&str) -> Location) {
     let Some(pg) = pg_bin(test) else { return };
-    let s = Setup::new(pg, None);
+    let s = Setup::new(pg, location("kills"));
     // PostgreSQL's first attempt at each file is killed with SIGKILL 50 ms
     // in (wherever that falls); it retries, and the archive must end up
     // complete and consistent whatever the kill interrupted.
@@ -582,7 +619,7 @@ fn wal_push_survives_kills_and_check_finds_gaps() {
     .ok();
     let original = std::fs::read(&copy).unwrap();
     assert_eq!(original.len(), 16 << 20);
-    let second = Setup::new(s.pg.clone(), None);
+    let second = Setup::new(s.pg.clone(), location("kills2"));
     for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
         let mut c =
             second.cairn_cmd(&["wal", "push", "--system-id", &sysid, copy.to_str().unwrap()]);
@@ -654,7 +691,7 @@ fn wal_push_survives_kills_and_check_finds_gaps() {
         .iter()
         .find(|w| w["name"] == segments[2].as_str())
         .unwrap_or_else(|| panic!("{} not listed: {list}", segments[2]));
-    std::fs::remove_file(s.ws.path("repo/wal").join(gone["id"].as_str().unwrap())).unwrap();
+    s.remove_wal_record(gone["id"].as_str().unwrap());
     let r = s.cairn(&["check"]);
     let err = r.fails(Some(1));
     assert!(
