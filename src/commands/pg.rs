@@ -179,6 +179,11 @@ pub fn pg_restore<S>(
         Err(e) => return Err(Error::io(&target, e)),
     }
     let (snapshot_id, record) = choose_base(repo, opts)?;
+    // Decoding checked it already; the folder moved into place below must
+    // lie inside the staging folder whatever a snapshot says.
+    record
+        .validate()
+        .map_err(|m| Error::corrupt(format!("snapshot {}", snapshot_id.short()), m))?;
     let parent = target
         .parent()
         .ok_or_else(|| Error::InvalidInput("cannot restore into /".into()))?;

@@ -345,7 +345,9 @@ pub fn read_content<S>(repo: &Repository<S>, record: &WalFile) -> Result<Vec<u8>
 
 /// Reads the blobs of `record` and checks length and hash.
 pub fn assemble<S: Locate>(repo: &Repository<S>, record: &WalFile) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(record.size.min(MAX_FILE_SIZE) as usize);
+    // Capacity from the record, but not more than a segment's worth up
+    // front: the record may lie about its size until the hash says so.
+    let mut out = Vec::with_capacity(record.size.min(64 << 20) as usize);
     for id in &record.content {
         out.extend_from_slice(&repo.read_blob(BlobType::Data, id)?);
         if out.len() as u64 > record.size {
@@ -448,6 +450,9 @@ pub fn expired(records: &[(Id, WalFile)], kept: &[&PostgresRecord]) -> Vec<(Id, 
         .map(|(id, w)| (*id, w.name.clone()))
         .collect()
 }
+
+/// Gaps reported per base backup at most.
+pub const MAX_GAPS: usize = 100;
 
 /// A gap in the WAL one base backup needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -597,39 +602,32 @@ pub fn continuity(
                 .find(|(_, from)| *from <= n)
                 .map_or(b.timeline, |(t, _)| *t)
         };
-        let end = c
+        // The segments present on the path, in order; gaps lie between
+        // them (work follows the records, not the numbers they name).
+        let mut present: Vec<u64> = c
             .segments
             .keys()
             .filter(|(t, n)| *n >= start && owner(*n) == *t)
             .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(start);
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        let gap = |first: u64, last: u64| WalGap {
+            system_id: b.system_id,
+            first: segment_name(owner(first), first, size),
+            last: segment_name(owner(last), last, size),
+            none_archived: false,
+        };
         let mut gaps = Vec::new();
-        let mut run: Option<(u64, u64)> = None;
-        for n in start..=end {
-            let present = c.segments.contains_key(&(owner(n), n));
-            match (present, &mut run) {
-                (false, Some((_, last))) => *last = n,
-                (false, None) => run = Some((n, n)),
-                (true, Some((first, last))) => {
-                    gaps.push(WalGap {
-                        system_id: b.system_id,
-                        first: segment_name(owner(*first), *first, size),
-                        last: segment_name(owner(*last), *last, size),
-                        none_archived: false,
-                    });
-                    run = None;
-                }
-                (true, None) => {}
-            }
+        if present.is_empty() {
+            gaps.push(gap(start, start));
         }
-        if let Some((first, last)) = run {
-            gaps.push(WalGap {
-                system_id: b.system_id,
-                first: segment_name(owner(first), first, size),
-                last: segment_name(owner(last), last, size),
-                none_archived: false,
-            });
+        let mut expected = start;
+        for n in present {
+            if n > expected && gaps.len() < MAX_GAPS {
+                gaps.push(gap(expected, n - 1));
+            }
+            expected = n.saturating_add(1);
         }
         if !gaps.is_empty() {
             out.gaps.push((*snap, gaps));
@@ -694,6 +692,18 @@ mod tests {
             "cluster 2 has no kept backup: all of its WAL stays"
         );
         assert!(expired(&records, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_segment_number_far_away_costs_no_time() {
+        // A record naming segment 2^38 (damaged or hostile): the gap is
+        // reported without walking the numbers in between.
+        let far = segment_name(1, 1 << 38, SZ);
+        let records = vec![rec(1, &segment_name(1, 3, SZ), 1), rec(1, &far, 2)];
+        let b = backup(1, 1, 3);
+        let c = continuity(&records, &[(Id([1; 32]), &b)], &|_| None);
+        assert_eq!(c.gaps[0].1.len(), 1);
+        assert_eq!(c.gaps[0].1[0].last, segment_name(1, (1 << 38) - 1, SZ));
     }
 
     #[test]

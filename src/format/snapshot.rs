@@ -132,6 +132,37 @@ pub struct PostgresRecord {
     pub data_directory: String,
 }
 
+impl PostgresRecord {
+    /// Checks what readers rely on: a segment size PostgreSQL allows, and
+    /// a data directory that is an absolute, normal path (restores move
+    /// that folder into place: `..` must not lead elsewhere).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !crate::format::wal::valid_segment_size(self.segment_size) {
+            return Err(format!(
+                "postgres: segment size {} out of range",
+                self.segment_size
+            ));
+        }
+        let d = &self.data_directory;
+        let normal = d.starts_with('/')
+            && d.len() > 1
+            && d.len() <= 4096
+            && !d.ends_with('/')
+            && d[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+        if !normal {
+            return Err(format!(
+                "postgres: data directory {d:?} is not an absolute, normal path"
+            ));
+        }
+        if !time_in_range(self.started) || !time_in_range(self.stopped) {
+            return Err("postgres: time out of range".into());
+        }
+        Ok(())
+    }
+}
+
 /// Which SQLite check was run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckKind {
@@ -308,6 +339,9 @@ impl Snapshot {
                 "time out of range (years 1 to 9999 are allowed)",
             ));
         }
+        if let Some(p) = &s.postgres {
+            p.validate().map_err(|m| Error::corrupt(what, m))?;
+        }
         Ok(s)
     }
 
@@ -340,6 +374,44 @@ mod tests {
             databases: vec![],
             replaces: None,
             postgres: None,
+        }
+    }
+
+    #[test]
+    fn postgres_records_name_a_normal_data_directory() {
+        let mut s = snap();
+        let record = |dir: &str, size: u32| PostgresRecord {
+            system_id: 1,
+            server_version: "15".into(),
+            timeline: 1,
+            stop_timeline: 1,
+            start_lsn: 1,
+            stop_lsn: 2,
+            segment_size: size,
+            started: 1,
+            stopped: 2,
+            xmin: 0,
+            data_directory: dir.into(),
+        };
+        s.postgres = Some(record("/var/lib/postgresql/15/main", 16 << 20));
+        let plain = s.to_plaintext().unwrap();
+        assert_eq!(Snapshot::from_plaintext(&plain, "s").unwrap(), s);
+        for (dir, size) in [
+            ("../etc", 16 << 20),
+            ("/a/../b", 16 << 20),
+            ("/a/./b", 16 << 20),
+            ("/", 16 << 20),
+            ("relative", 16 << 20),
+            ("/a//b", 16 << 20),
+            ("/a/", 16 << 20),
+            ("/ok", 12345),
+        ] {
+            s.postgres = Some(record(dir, size));
+            let plain = s.to_plaintext().unwrap();
+            assert!(
+                Snapshot::from_plaintext(&plain, "s").is_err(),
+                "{dir} {size}"
+            );
         }
     }
 
