@@ -407,7 +407,7 @@ pub struct PgRestoreArgs {
     /// The new data directory (must not exist, or be empty)
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
-    /// Recover to this time (e.g. '2026-12-02 14:05:00', RFC 3339, or relative: 2h)
+    /// Recover to this time: local 'YYYY-MM-DD HH:MM[:SS]' or RFC 3339 (2026-12-02T14:05:00.5Z)
     #[arg(long, value_name = "TIME", conflicts_with_all = ["lsn", "xid"])]
     pub at: Option<String>,
     /// Recover to this WAL position (e.g. 0/5000A28)
