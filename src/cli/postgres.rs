@@ -178,6 +178,9 @@ fn pg_backup(ctx: &Ctx, a: &PgBackupArgs) -> Result<i32> {
     let result = cmd::pg::pg_backup(&repo, &opts, &display);
     display.finish();
     let r = result?;
+    for w in &r.warnings {
+        err!("cairn: warning: {}", output::escape(&w.to_string()));
+    }
     let m = &r.snapshot.summary;
     let p = r
         .snapshot

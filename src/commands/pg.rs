@@ -75,7 +75,16 @@ pub fn pg_backup<S>(
         postgres: Some(copy.record.clone()),
         ..Default::default()
     };
-    backup(repo, &backup_opts, progress)
+    let mut report = backup(repo, &backup_opts, progress)?;
+    report.warnings.extend(
+        copy.warnings
+            .iter()
+            .map(|w| crate::commands::backup::SourceError {
+                path: PathBuf::from(&copy.record.data_directory),
+                message: w.clone(),
+            }),
+    );
+    Ok(report)
 }
 
 /// Where recovery stops.

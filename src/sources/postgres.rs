@@ -106,6 +106,8 @@ pub struct BaseBackupCopy {
     pub data: PathBuf,
     /// What the snapshot will record.
     pub record: PostgresRecord,
+    /// What the server's settings say about archiving, when it looks wrong.
+    pub warnings: Vec<String>,
 }
 
 /// Options of a base backup.
@@ -130,6 +132,21 @@ pub fn base_backup(conn: &PgConnection, opts: &BaseBackupOptions) -> Result<Base
         ));
     }
     let version = conn.query("SELECT current_setting('server_version')")?;
+    let mut warnings = Vec::new();
+    let archiving = conn
+        .query(
+            "SELECT current_setting('archive_mode') || '|' || current_setting('archive_command')",
+        )
+        .unwrap_or_default();
+    match archiving.split_once('|') {
+        Some(("off", _)) => warnings.push(
+            "archive_mode is off: this base backup restores only to its own end; set archive_mode = on and archive_command = 'cairn ... wal push %p' for point-in-time recovery".to_string(),
+        ),
+        Some((_, command)) if !command.contains("wal push") => warnings.push(format!(
+            "archive_command ({command:?}) does not run `cairn ... wal push`: point-in-time recovery from this repository needs the WAL archived into it"
+        )),
+        _ => {}
+    }
     let data_directory = conn
         .query("SELECT current_setting('data_directory')")
         .ok()
@@ -207,6 +224,7 @@ pub fn base_backup(conn: &PgConnection, opts: &BaseBackupOptions) -> Result<Base
         _dir: dir,
         data,
         record,
+        warnings,
     })
 }
 
