@@ -279,6 +279,7 @@ fn write_repo(dir: &Path, args: &Args) -> (usize, u64) {
         let f = IndexFile {
             packs: std::mem::take(batch),
             supersedes: Vec::new(),
+            prune: None,
         };
         let enc = f.encode(repo.key()).expect("encode index");
         let id = Id::of_file(&enc);

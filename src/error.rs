@@ -58,6 +58,10 @@ pub enum Error {
     /// A path inside a snapshot does not exist.
     #[error("{0}: no such file or directory in the snapshot")]
     PathNotFound(String),
+    /// The storage refused an operation these credentials may not do
+    /// (delete with backup-only credentials).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The repository is locked by another process.
     #[error("{0}")]
     Locked(String),

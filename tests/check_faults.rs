@@ -506,7 +506,7 @@ fn stats_json() {
         v["unused_bytes"].as_u64().unwrap() >= 200 * KIB as u64,
         "{v}"
     );
-    env.ok(&["prune"]);
+    env.ok(&["prune", "--instant-delete"]);
     let v = env.ok(&["--json", "stats"]).json();
     assert_eq!(v["unused_bytes"], 0, "{v}");
     assert_eq!(v["snapshots"], 2);

@@ -193,6 +193,7 @@ fn fixed_index() -> IndexFile {
             blobs: fixed_entries(),
         }],
         supersedes: vec![Id(seq(0x11))],
+        prune: None,
     }
 }
 
@@ -2141,6 +2142,7 @@ mod spec {
         let f = IndexFile {
             packs,
             supersedes: c.ids(),
+            prune: None,
         };
         c.end();
         f

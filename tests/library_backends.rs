@@ -153,6 +153,7 @@ fn lifecycle(backend: Arc<dyn Backend>) {
             },
             prune: Some(PruneOptions {
                 max_unused: 0.0,
+                instant_delete: true,
                 ..Default::default()
             }),
             ..Default::default()

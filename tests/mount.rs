@@ -506,7 +506,7 @@ fn sigterm_and_sigint_unmount_and_exit_zero() {
         let mut m = Mount::start(&repo, &mp, &[]);
         let f = inside(&mp.join("ids").join(&id), &src).join("f");
         assert_eq!(fs::read(&f).unwrap(), b"content\n");
-        assert_eq!(repo.files_in("locks").len(), 1, "the mount holds a lock");
+        assert!(repo.files_in("locks").is_empty(), "a mount takes no lock");
         let st = m.signal(sig);
         let log = m.log();
         assert_eq!(st.code(), Some(0), "signal {sig}: {st}\n{log}");
@@ -669,8 +669,9 @@ fn backups_run_while_mounted_and_new_snapshots_appear() {
         .as_str()
         .unwrap()
         .to_string();
-    // What deletes waits for the mount's lock.
-    repo.run(&["forget", &id1]).fails(Some(11));
+    // Prune runs alongside the mount (it only marks; nothing the mount
+    // reads goes before the grace period).
+    repo.run(&["prune"]).ok();
 
     // The new snapshot appears without a remount, and its new data (in
     // packs the mount's index did not know) reads back.

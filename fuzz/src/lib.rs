@@ -248,7 +248,7 @@ pub fn index(data: &[u8]) -> bool {
     let again = if sealed {
         IndexFile::decode(&key, &f.encode(&key).expect("encode"), WHAT)
     } else {
-        IndexFile::from_plaintext(&to_postcard(&f).expect("encode"), WHAT)
+        IndexFile::from_plaintext(&f.to_plaintext().expect("encode"), WHAT)
     };
     assert_eq!(again.expect("re-decode"), f);
     // Loading into the in-memory index must not panic either.
@@ -719,6 +719,7 @@ pub fn seeds() -> Vec<Seed> {
     let full = IndexFile {
         packs: index_packs,
         supersedes: vec![Id::of_file(b"old index 1"), Id::of_file(b"old index 2")],
+        prune: None,
     };
     for (name, f) in [("full", full), ("empty", IndexFile::default())] {
         add(

@@ -291,6 +291,47 @@ impl Backend for CachedBackend {
     fn remove_stale_temporaries(&self, min_age: std::time::Duration) -> Result<usize> {
         self.remote.remove_stale_temporaries(min_age)
     }
+
+    fn check_may_delete(&self) -> Result<()> {
+        self.remote.check_may_delete()
+    }
+
+    fn object_lock(&self) -> Result<Option<super::Retention>> {
+        self.remote.object_lock()
+    }
+
+    fn retained_until(&self, h: Handle) -> Result<Option<i64>> {
+        self.remote.retained_until(h)
+    }
+
+    fn extend_retention(&self, h: Handle, rule: &super::Retention, until: i64) -> Result<()> {
+        self.remote.extend_retention(h, rule, until)
+    }
+
+    fn list_modified(&self, kind: FileKind) -> Result<Vec<(Id, i64)>> {
+        self.remote.list_modified(kind)
+    }
+
+    fn hide(&self, h: Handle) -> Result<()> {
+        self.remote.hide(h)?;
+        if let Some(p) = self.path(h) {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    fn purge_hidden(&self, kind: FileKind) -> Result<(usize, usize)> {
+        self.remote.purge_hidden(kind)
+    }
+
+    fn recover_original(&self, h: Handle, verify: &dyn Fn(&[u8]) -> bool) -> Result<bool> {
+        // The cached copy is what failed (or came from the same bad
+        // version): drop it either way.
+        if let Some(p) = self.path(h) {
+            let _ = std::fs::remove_file(p);
+        }
+        self.remote.recover_original(h, verify)
+    }
 }
 
 #[cfg(test)]

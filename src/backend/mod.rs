@@ -207,6 +207,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// error. When this returns `Ok`, the removal is durable.
     fn remove(&self, h: Handle) -> Result<()>;
 
+    /// Fails with [`Error::PermissionDenied`] when these credentials may
+    /// not remove files (backup-only credentials), changing nothing; a
+    /// command that deletes asks before it writes anything.
+    fn check_may_delete(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// How many large writes (packs) are worth running at once: 1 for a
     /// local disk, more for a remote store where each request waits on the
     /// network.
@@ -214,11 +221,110 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         1
     }
 
+    /// The retention every new object gets when the storage has S3 Object
+    /// Lock on (the bucket's default retention); `None` otherwise.
+    fn object_lock(&self) -> Result<Option<Retention>> {
+        Ok(None)
+    }
+
+    /// When the retention of the current version of `h` ends (Unix
+    /// seconds), if it has one that has not ended yet.
+    fn retained_until(&self, _h: Handle) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Extends the retention of the current version of `h` to `until` (Unix
+    /// seconds) under `rule`'s mode. Never shortens one.
+    fn extend_retention(&self, h: Handle, _rule: &Retention, _until: i64) -> Result<()> {
+        Err(Error::InvalidInput(format!(
+            "{}: this storage has no object retention",
+            h.rel_path()
+        )))
+    }
+
+    /// Files of `kind` with their last-modified times (Unix seconds).
+    fn list_modified(&self, kind: FileKind) -> Result<Vec<(Id, i64)>> {
+        Err(Error::InvalidInput(format!(
+            "{}: this storage does not list modification times",
+            kind.dir()
+        )))
+    }
+
+    /// Makes a file disappear whose retention has not ended (on a versioned
+    /// bucket: a delete marker; the retained version stays until
+    /// [`Backend::purge_hidden`] removes it after its retention). Elsewhere
+    /// the same as [`Backend::remove`].
+    fn hide(&self, h: Handle) -> Result<()> {
+        self.remove(h)
+    }
+
+    /// Deletes the versions of hidden files of `kind` whose retention has
+    /// ended; returns how many versions were deleted and how many wait.
+    fn purge_hidden(&self, _kind: FileKind) -> Result<(usize, usize)> {
+        Ok((0, 0))
+    }
+
+    /// Called when what a read of `h` returned fails verification: looks
+    /// for an older version of `h` that `verify` accepts (an object
+    /// overwritten on a versioned bucket) and, if there is one, reads that
+    /// version of `h` from now on. Returns whether it found one.
+    fn recover_original(&self, _h: Handle, _verify: &dyn Fn(&[u8]) -> bool) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Removes what writers that died mid-write left behind (temporary
     /// files) and that is older than `min_age`; returns how many. Call it
     /// only when no writer can be alive (under an exclusive lock).
     fn remove_stale_temporaries(&self, _min_age: Duration) -> Result<usize> {
         Ok(0)
+    }
+}
+
+/// How S3 Object Lock retains each new object.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Retention {
+    /// `GOVERNANCE` (users with a special permission may shorten or remove
+    /// it) or `COMPLIANCE` (nobody can, not even the account's root).
+    pub mode: RetentionMode,
+    /// How long, in days.
+    pub days: u32,
+}
+
+/// The two S3 Object Lock retention modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RetentionMode {
+    /// Users with `s3:BypassGovernanceRetention` may delete early.
+    Governance,
+    /// Nobody may delete before the date.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// The name S3 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionMode::Governance => "GOVERNANCE",
+            RetentionMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// Parses `governance` or `compliance` (any case).
+    pub fn parse(s: &str) -> Result<RetentionMode> {
+        match s.to_ascii_uppercase().as_str() {
+            "GOVERNANCE" => Ok(RetentionMode::Governance),
+            "COMPLIANCE" => Ok(RetentionMode::Compliance),
+            _ => Err(Error::InvalidInput(format!(
+                "retention mode {s:?}: use governance or compliance"
+            ))),
+        }
+    }
+}
+
+impl Retention {
+    /// Its length in seconds.
+    pub fn seconds(&self) -> i64 {
+        i64::from(self.days) * 86_400
     }
 }
 

@@ -21,7 +21,10 @@
 //! stays synchronous; any number of threads may call it at once, and
 //! `s3.connections` bounds the requests in flight.
 
-use super::{Backend, FileKind, Handle, Staged, StagedData, parse_name, short_read};
+#[path = "s3_versions.rs"]
+mod versions;
+
+use super::{Backend, FileKind, Handle, Retention, Staged, StagedData, parse_name, short_read};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
@@ -260,6 +263,13 @@ pub struct S3Backend {
     location: S3Location,
     options: S3Options,
     transport: Transport,
+    /// The bucket's Object Lock default retention, once asked.
+    object_lock: std::sync::OnceLock<Option<Retention>>,
+    /// Whether the bucket keeps versions, once asked.
+    versioning: std::sync::OnceLock<bool>,
+    /// Reads of these keys go to this version (the original of an
+    /// overwritten object).
+    pinned: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -339,6 +349,9 @@ impl S3Backend {
             location,
             options,
             transport,
+            object_lock: std::sync::OnceLock::new(),
+            versioning: std::sync::OnceLock::new(),
+            pinned: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -380,10 +393,33 @@ impl S3Backend {
     /// Sends a signed request for the bucket itself (HEAD or PUT bucket:
     /// OpenDAL has no call for them); returns the status and the body.
     fn bucket_request(&self, method: &str, object_lock: bool) -> Result<(u16, String)> {
-        let c = &self.options.credentials;
-        let url = if self.location.aws {
+        if method == "PUT" && self.location.aws && self.options.region != "us-east-1" {
+            // Outside us-east-1 AWS wants the region in the body; a bucket
+            // that does not exist yet is rare there, so keep it simple and
+            // ask the user to create it.
+            return Err(Error::Backend {
+                file: self.location.display(),
+                message: format!(
+                    "bucket {} does not exist; create it in region {} first",
+                    self.location.bucket, self.options.region
+                ),
+            });
+        }
+        let headers: Vec<(&str, String)> = if object_lock {
+            vec![("x-amz-bucket-object-lock-enabled", "true".into())]
+        } else {
+            Vec::new()
+        };
+        let r = self.signed_request(method, &self.url(None, ""), &headers, Vec::new())?;
+        Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+    }
+
+    /// The URL of the bucket (`key` None) or of an object under the
+    /// repository's prefix, with `query` (already encoded) appended.
+    fn url(&self, key: Option<&str>, query: &str) -> String {
+        let base = if self.location.aws {
             format!(
-                "https://{}.s3.{}.amazonaws.com/",
+                "https://{}.s3.{}.amazonaws.com",
                 self.location.bucket, self.options.region
             )
         } else {
@@ -393,6 +429,37 @@ impl S3Backend {
                 self.location.bucket
             )
         };
+        let mut url = match key {
+            None if self.location.aws => format!("{base}/"),
+            None => base,
+            Some(k) => format!("{base}/{}", self.object_key(k)),
+        };
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+
+    /// The object key of a repository path (the prefix in front).
+    fn object_key(&self, path: &str) -> String {
+        if self.location.prefix.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}/{path}", self.location.prefix)
+        }
+    }
+
+    /// Sends one signed request (for what OpenDAL has no call for: bucket
+    /// settings, object versions and retention).
+    fn signed_request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<SignedResponse> {
+        let c = &self.options.credentials;
         let fail = |e: String| Error::Backend {
             file: self.location.display(),
             message: e,
@@ -410,35 +477,31 @@ impl S3Backend {
             );
             let mut b = http::Request::builder()
                 .method(method)
-                .uri(&url)
-                .header("content-length", "0");
-            if object_lock {
-                b = b.header("x-amz-bucket-object-lock-enabled", "true");
-            }
-            if method == "PUT" && self.location.aws && self.options.region != "us-east-1" {
-                // Outside us-east-1 AWS wants the region in the body; a
-                // bucket that does not exist yet is rare there, so keep it
-                // simple and ask the user to create it.
-                return Err(fail(format!(
-                    "bucket {} does not exist; create it in region {} first",
-                    self.location.bucket, self.options.region
-                )));
+                .uri(url)
+                .header("content-length", body.len().to_string());
+            for (k, v) in headers {
+                b = b.header(*k, v.as_str());
             }
             let (mut parts, ()) = b
                 .body(())
-                .map_err(|e| fail(format!("bucket request: {e}")))?
+                .map_err(|e| fail(format!("request: {e}")))?
                 .into_parts();
             signer
                 .sign(&mut parts, None)
                 .await
-                .map_err(|e| fail(format!("signing the bucket request: {e}")))?;
+                .map_err(|e| fail(format!("signing the request: {e}")))?;
             let resp = HttpTransporter::new(self.transport.clone())
-                .send(http::Request::from_parts(parts, Buffer::new()))
+                .send(http::Request::from_parts(parts, Buffer::from(body)))
                 .await
                 .map_err(|e| backend_error(&self.location.display(), "reach the server", e))?;
             let status = resp.status().as_u16();
-            let body = String::from_utf8_lossy(&resp.into_body().to_bytes()).into_owned();
-            Ok((status, body))
+            let headers = resp.headers().clone();
+            let body = resp.into_body().to_bytes().to_vec();
+            Ok(SignedResponse {
+                status,
+                headers,
+                body,
+            })
         })
     }
 
@@ -507,6 +570,13 @@ impl S3Backend {
     fn key(h: Handle) -> String {
         h.rel_path()
     }
+}
+
+/// The answer to [`S3Backend::signed_request`].
+struct SignedResponse {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
 }
 
 /// One line for an OpenDAL error: what failed and why, without its
@@ -626,6 +696,9 @@ impl Backend for S3Backend {
     }
 
     fn read(&self, h: Handle) -> Result<Vec<u8>> {
+        if let Some(v) = self.pinned_version(h) {
+            return self.read_version(h, &v, None);
+        }
         self.rt
             .block_on(self.op(h).read(&Self::key(h)))
             .map(|b| b.to_vec())
@@ -640,6 +713,9 @@ impl Backend for S3Backend {
             } else {
                 Err(short_read(h))
             };
+        }
+        if let Some(v) = self.pinned_version(h) {
+            return self.read_version(h, &v, Some((offset, len)));
         }
         let end = offset
             .checked_add(len as u64)
@@ -687,9 +763,63 @@ impl Backend for S3Backend {
     }
 
     fn remove(&self, h: Handle) -> Result<()> {
+        // A versioned bucket keeps the content of a plain delete: delete
+        // the versions themselves (callers checked that their retention
+        // has ended). Lock files, which live for minutes, are only hidden;
+        // prune purges them once their retention ends.
+        if !matches!(h, Handle::File(FileKind::Lock, _)) && self.remove_versions(h)? {
+            return Ok(());
+        }
         self.rt
             .block_on(self.op(h).delete(&Self::key(h)))
             .map_err(|e| self.err(h, "delete", e))
+    }
+
+    fn object_lock(&self) -> Result<Option<Retention>> {
+        self.lock_configuration()
+    }
+
+    fn retained_until(&self, h: Handle) -> Result<Option<i64>> {
+        self.retention_of(h)
+    }
+
+    fn extend_retention(&self, h: Handle, rule: &Retention, until: i64) -> Result<()> {
+        self.put_retention(h, rule, until)
+    }
+
+    fn list_modified(&self, kind: FileKind) -> Result<Vec<(Id, i64)>> {
+        self.list_times(kind)
+    }
+
+    fn hide(&self, h: Handle) -> Result<()> {
+        self.delete_marker(h)
+    }
+
+    fn purge_hidden(&self, kind: FileKind) -> Result<(usize, usize)> {
+        self.purge(kind)
+    }
+
+    fn recover_original(&self, h: Handle, verify: &dyn Fn(&[u8]) -> bool) -> Result<bool> {
+        self.pin_original(h, verify)
+    }
+
+    fn check_may_delete(&self) -> Result<()> {
+        // Deleting a name that never exists: allowed or denied by the same
+        // policy as any other delete (a versioned bucket records a delete
+        // marker, which listings never show).
+        let probe = format!("{}locks/permission-probe", self.location.prefix);
+        let probe = probe.trim_start_matches('/').to_string();
+        match self.rt.block_on(self.meta.delete("locks/permission-probe")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Err(Error::PermissionDenied(format!(
+                    "{}: the credentials (AWS_ACCESS_KEY_ID {}) may not delete objects (s3:DeleteObject is denied for {probe})",
+                    self.location.display(),
+                    self.options.credentials.access_key
+                )))
+            }
+            Err(e) => Err(backend_error(&self.location.display(), "delete", e)),
+        }
     }
 
     fn write_concurrency(&self) -> usize {

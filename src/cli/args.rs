@@ -197,7 +197,18 @@ SIGTERM), or `umount /mnt/backup`.")]
   cairn forget 1a2b3c4d 5e6f7a8b")]
     Forget(ForgetArgs),
     /// Delete data no snapshot references and repack mostly-unused packs
-    #[command(after_help = "Examples:\n  cairn prune --dry-run\n  cairn prune --max-unused 10%")]
+    #[command(
+        after_help = "Backups may run while prune works. Prune marks what nothing needs; a later
+prune deletes it once it has been marked for --delete-grace (24h), unless a
+snapshot needs it again. On a bucket with Object Lock, nothing is deleted
+before its retention ends, and prune extends the retention of what kept
+snapshots need.
+
+Examples:
+  cairn prune --dry-run
+  cairn prune --max-unused 10%
+  cairn prune --instant-delete      # nobody else writes to this repository"
+    )]
     Prune(PruneCmd),
     /// Verify the repository's structure and, optionally, its data
     #[command(after_help = "Examples:
@@ -860,6 +871,14 @@ pub struct PruneArgs {
     /// Repack at most this much per run (e.g. 2G, 500M; the rest waits for the next prune)
     #[arg(long, value_name = "SIZE")]
     pub max_repack_size: Option<String>,
+    /// Delete unused packs and old index files only once they have been marked this long
+    /// (longer than any backup runs; e.g. 24h, 2d)
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub delete_grace: String,
+    /// Delete at once instead of marking: only for a repository nobody else writes to
+    /// while prune runs
+    #[arg(long)]
+    pub instant_delete: bool,
 }
 
 #[derive(Args, Debug)]

@@ -704,6 +704,8 @@ fn prune_options(a: &PruneArgs, dry_run: bool) -> Result<cmd::prune::PruneOption
             .map(cairn::timespec::parse_size)
             .transpose()
             .context("--max-repack-size")?,
+        grace: cairn::timespec::parse_duration(&a.delete_grace).context("--delete-grace")?,
+        instant_delete: a.instant_delete,
     })
 }
 
@@ -728,14 +730,48 @@ fn print_prune_report(ctx: &Ctx, r: &cmd::prune::PruneReport) -> Result<()> {
             r.blobs_unused,
             bytes(r.bytes_unused)
         )?;
-        writeln!(
-            out,
-            "prune {verb} delete {} packs, repack {} packs, remove {} unindexed packs; {} unused left in kept packs",
-            r.packs_deleted,
-            r.packs_repacked,
-            r.packs_unindexed,
-            bytes(r.bytes_unused_kept)
-        )?;
+        if r.instant_delete {
+            writeln!(
+                out,
+                "prune {verb} delete {} packs, repack {} packs, remove {} unindexed packs; {} unused left in kept packs",
+                r.packs_deleted,
+                r.packs_repacked,
+                r.packs_unindexed,
+                bytes(r.bytes_unused_kept)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "prune {verb} repack {} packs and mark {} packs ({}, {} of them unindexed) for deletion after the grace period; {} unused left in kept packs",
+                r.packs_repacked,
+                r.packs_marked,
+                bytes(r.bytes_marked),
+                r.packs_unindexed,
+                bytes(r.bytes_unused_kept)
+            )?;
+        }
+        if r.packs_due_deleted > 0 || r.index_files_deleted > 0 {
+            writeln!(
+                out,
+                "prune {verb} delete {} packs and {} index files marked by earlier runs",
+                r.packs_due_deleted, r.index_files_deleted
+            )?;
+        }
+        if r.packs_revived > 0 {
+            writeln!(
+                out,
+                "{} marked packs are needed again (a backup ran meanwhile) and stay",
+                r.packs_revived
+            )?;
+        }
+        if let Some(when) = &r.next_deletion {
+            writeln!(
+                out,
+                "{} packs ({}) wait for deletion; the first may go at {when}",
+                r.packs_waiting + r.packs_marked,
+                bytes(r.bytes_waiting + r.bytes_marked)
+            )?;
+        }
         writeln!(
             out,
             "repository data: {} -> {} ({} freed)",

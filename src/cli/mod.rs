@@ -49,6 +49,9 @@ pub const EXIT_NO_REPOSITORY: i32 = 10;
 pub const EXIT_LOCKED: i32 = 11;
 /// Exit code: wrong password.
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
+/// The storage does not let these credentials delete (backup-only
+/// credentials), and the command needs to; nothing was changed.
+pub const EXIT_NOT_PERMITTED: i32 = 13;
 
 /// Stack size of each worker thread.
 const STACK_SIZE: usize = 64 << 20;
@@ -122,6 +125,7 @@ pub fn main() -> i32 {
                 }
                 Some(cairn::Error::WrongPassword) => EXIT_WRONG_PASSWORD,
                 Some(cairn::Error::Locked(_)) => EXIT_LOCKED,
+                Some(cairn::Error::PermissionDenied(_)) => EXIT_NOT_PERMITTED,
                 _ => EXIT_ERROR,
             }
         }

@@ -22,7 +22,6 @@ pub fn cat<S>(
     id: Option<&str>,
     snapshot: Option<&SnapshotSelector>,
 ) -> Result<Value> {
-    let _lock = repo.lock_shared()?;
     let need_id = || id.ok_or_else(|| Error::InvalidInput(format!("cat {kind} needs an id")));
     match kind {
         "config" => Ok(config_json(repo)),

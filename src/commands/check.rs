@@ -19,7 +19,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::repository::index::{Index, OnDamage, live_packs};
+use crate::repository::index::{Index, OnDamage, live_packs, marked_packs};
 use crate::repository::{FullIndex, Repository, SnapshotFilter, check_file_name};
 use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -264,7 +264,6 @@ struct Findings {
 
 /// Runs the check under a shared lock.
 pub fn check<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<CheckReport> {
-    let _lock = repo.lock_shared()?;
     check_unlocked(repo, opts)
 }
 
@@ -272,9 +271,11 @@ pub fn check<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<CheckReport
 pub fn check_unlocked<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
     let mut found = Findings::default();
-    let (repo, packs) = load_index(repo, &mut rep)?;
-    check_packs(&repo, &packs, opts, &mut rep, &mut found)?;
-    let snapshots = load_snapshots(&repo, &mut rep)?;
+    // Snapshots first: a backup running meanwhile writes its index before
+    // its snapshot, so every snapshot seen has its blobs in the index.
+    let snapshots = load_snapshots(repo, &mut rep)?;
+    let (repo, packs, marked) = load_index(repo, &mut rep)?;
+    check_packs(&repo, &packs, &marked, opts, &mut rep, &mut found)?;
     for (sid, s) in &snapshots {
         walk_snapshot(&repo, sid, s, &mut rep, &mut found);
     }
@@ -433,31 +434,47 @@ pub fn stale_groups(
     stale
 }
 
+/// The packs of an index, one description per pack.
+type PackMap = BTreeMap<Id, IndexPack>;
+
 /// Reads every live index file it can; returns the repository with that
-/// index and the packs it lists (one description per pack).
+/// index, the packs it lists and the packs it marks for deletion (after
+/// the live ones in the index, so readers look there last).
 fn load_index<S>(
     repo: &Repository<S>,
     rep: &mut CheckReport,
-) -> Result<(Repository<FullIndex>, BTreeMap<Id, IndexPack>)> {
+) -> Result<(Repository<FullIndex>, PackMap, PackMap)> {
     let live = live_packs(repo.core_ref(), OnDamage::Collect)?;
     rep.errors.extend(
         live.problems
             .iter()
             .map(|e| Problem::IndexFile(e.to_string())),
     );
-    let packs: BTreeMap<Id, IndexPack> = live.value.into_iter().map(|p| (p.id, p)).collect();
+    let packs: PackMap = live.value.into_iter().map(|p| (p.id, p)).collect();
+    let marked: PackMap = marked_packs(repo.core_ref())?
+        .into_iter()
+        .filter(|m| !packs.contains_key(&m.pack.id))
+        .map(|m| (m.pack.id, m.pack))
+        .collect();
     let mut index = Index::new();
-    for p in packs.values() {
+    for p in packs.values().chain(marked.values()) {
         index.add_pack(p.id, &p.blobs);
     }
     rep.packs = packs.len();
-    Ok((repo.with_index(index), packs))
+    if !marked.is_empty() {
+        rep.info.push(format!(
+            "{} pack(s) marked for deletion by prune (deleted by a later prune once the grace period has passed, unless a snapshot needs them again)",
+            marked.len()
+        ));
+    }
+    Ok((repo.with_index(index), packs, marked))
 }
 
 /// Packs: present, header agrees with the index, optionally content.
 fn check_packs(
     repo: &Repository<FullIndex>,
-    packs: &BTreeMap<Id, IndexPack>,
+    packs: &PackMap,
+    marked: &PackMap,
     opts: &CheckOptions,
     rep: &mut CheckReport,
     found: &mut Findings,
@@ -465,7 +482,7 @@ fn check_packs(
     let on_disk: HashSet<Id> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     let mut unindexed: Vec<&Id> = on_disk
         .iter()
-        .filter(|id| !packs.contains_key(id))
+        .filter(|id| !packs.contains_key(id) && !marked.contains_key(id))
         .collect();
     unindexed.sort();
     for id in unindexed {
@@ -475,13 +492,39 @@ fn check_packs(
             pack_file(id)
         ));
     }
-    for (pid, p) in packs {
+    // A marked pack that is gone or damaged loses nothing by itself: prune
+    // found nothing that needed it. A snapshot that needs one of its blobs
+    // with no other copy is reported through that blob.
+    let all = packs
+        .iter()
+        .map(|p| (p, false))
+        .chain(marked.iter().map(|p| (p, true)));
+    for ((pid, p), is_marked) in all {
         let what = pack_file(pid);
+        let complain = |rep: &mut CheckReport, problem: String| {
+            if is_marked {
+                rep.info
+                    .push(format!("{what}: marked for deletion and {problem}"));
+            } else {
+                rep.errors.push(Problem::Pack {
+                    file: what.clone(),
+                    problem,
+                });
+            }
+        };
+        if is_marked && p.blobs.is_empty() {
+            // Marked before it was indexed: nothing to compare.
+            continue;
+        }
         if !on_disk.contains(pid) {
-            rep.errors.push(Problem::Pack {
-                file: what,
-                problem: format!("pack is missing ({} blobs lost)", p.blobs.len()),
-            });
+            complain(
+                rep,
+                if is_marked {
+                    "already deleted".to_string()
+                } else {
+                    format!("pack is missing ({} blobs lost)", p.blobs.len())
+                },
+            );
             for e in &p.blobs {
                 found
                     .bad_blobs
@@ -498,10 +541,7 @@ fn check_packs(
             check_pack_header(repo, pid, &p.blobs)
         };
         if let Err(problem) = result {
-            rep.errors.push(Problem::Pack {
-                file: what,
-                problem,
-            });
+            complain(rep, problem);
             if !read_all {
                 for e in &p.blobs {
                     found
@@ -528,14 +568,13 @@ fn check_packs(
 }
 
 /// Every snapshot file that can be read; the others are problems.
-fn load_snapshots(
-    repo: &Repository<FullIndex>,
-    rep: &mut CheckReport,
-) -> Result<Vec<(Id, Snapshot)>> {
+fn load_snapshots<S>(repo: &Repository<S>, rep: &mut CheckReport) -> Result<Vec<(Id, Snapshot)>> {
     let mut snapshots = Vec::new();
     for id in repo.snapshot_ids()? {
         match repo.load_snapshot(&id) {
             Ok(s) => snapshots.push((id, s)),
+            // Forgotten since the listing.
+            Err(e) if e.is_not_found() => {}
             Err(e) => rep.errors.push(Problem::SnapshotFile(e.to_string())),
         }
     }

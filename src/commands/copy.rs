@@ -96,8 +96,6 @@ pub fn copy<S, T>(
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
-    let _source_lock = source.lock_shared()?;
-    let _dest_lock = dest.lock_for_writing()?;
     let shared = source.shares_blob_ids(dest);
     let mut wanted: Vec<(Id, Snapshot)> = if opts.ids.is_empty() {
         source

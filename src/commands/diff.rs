@@ -192,7 +192,6 @@ pub fn diff<S>(
     opts: &DiffOptions,
     entry: &mut dyn FnMut(&Entry) -> Result<()>,
 ) -> Result<DiffReport> {
-    let _lock = repo.lock_shared()?;
     let repo = repo.with_full_index()?;
     let a = old.selector.resolve(&repo)?;
     let b = new.selector.resolve(&repo)?;

@@ -20,7 +20,6 @@ pub fn dump<S>(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let _lock = repo.lock_shared()?;
     let repo = repo.with_full_index()?;
     let (_, snap) = selector.resolve(&repo)?;
     let node = crate::repository::browse::lookup(&repo, &snap.tree, path)?;

@@ -136,7 +136,6 @@ pub fn find<S>(
             "give at least one pattern (or id with --blob, --tree, --pack)".into(),
         ));
     }
-    let _lock = repo.lock_shared()?;
     let repo = &repo.with_full_index()?;
     let mut snapshots = choose(repo, opts)?;
     if !opts.oldest_first {

@@ -164,6 +164,7 @@ pub struct ForgetReport {
 /// if asked to.
 pub fn forget<S>(repo: &Repository<S>, opts: &ForgetOptions) -> Result<ForgetReport> {
     opts.validate()?;
+    repo.check_may_delete("forget")?;
     let _lock = repo.lock_exclusive()?;
     let set = repo.load_snapshot_set()?;
     let decision = if !opts.ids.is_empty() {

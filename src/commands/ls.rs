@@ -41,7 +41,6 @@ pub fn ls<S>(
     start: &mut dyn FnMut(&Id, &Snapshot) -> Result<()>,
     entry: &mut dyn FnMut(&Path, &Node) -> Result<()>,
 ) -> Result<()> {
-    let _lock = repo.lock_shared()?;
     let repo = repo.with_full_index()?;
     let (id, snapshot) = selector.resolve(&repo)?;
     let at = path.map_or_else(|| PathBuf::from("/"), Path::to_path_buf);

@@ -1,17 +1,29 @@
 //! Prune: delete what no snapshot references, repack what is mostly unused.
 //!
-//! It runs under an exclusive lock, so no backup adds data meanwhile. First
-//! a survey (which blobs the snapshots reach, which packs exist), then a
-//! plan (keep, repack or delete each pack), then the execution, in an order
-//! chosen so that a kill at any instant loses nothing a snapshot references
-//! and a rerun finishes the job:
+//! Backups keep running while prune works: prune takes only the lock that
+//! keeps deleting commands apart, and deletes in two phases
+//! (format-spec/v1-locks-prune.md). A pack nothing references is first
+//! *marked* in the index; backups do not deduplicate against marked packs,
+//! readers still read them, and a later prune deletes a marked pack only
+//! once it has been marked for longer than the grace period (longer than
+//! any backup runs) and still no snapshot needs it. A backup that started
+//! before the mark and reused a blob of the pack finishes within the grace
+//! period, and its snapshot then brings the pack back to life. Index files
+//! that prune supersedes wait out the grace period the same way, so a
+//! reader that listed them can still read them. `--instant-delete` skips
+//! the wait, for a repository nobody else writes to.
+//!
+//! First a survey (which blobs the snapshots reach, which packs exist),
+//! then a plan (keep, repack or mark each pack; which marks are due), then
+//! the execution, in an order chosen so that a kill at any instant loses
+//! nothing a snapshot references and a rerun finishes the job:
 //!
 //! 1. write the new packs (blobs still used, copied out of packs that are
 //!    mostly garbage) and make them durable;
-//! 2. write one new index describing every pack that stays, which
-//!    *supersedes* every index file that existed before;
-//! 3. delete the superseded index files;
-//! 4. delete the packs no longer listed.
+//! 2. write one new index describing every pack that stays and every pack
+//!    still waiting, which *supersedes* every index file that existed before;
+//! 3. delete the superseded index files whose grace period has passed;
+//! 4. delete the marked packs whose grace period has passed.
 //!
 //! Until step 2 is durable the old index is authoritative and all its packs
 //! exist; after it, the new index is, and it lists only packs that exist.
@@ -21,13 +33,15 @@ use crate::backend::{FileKind, Handle};
 use crate::error::{Error, Result};
 use crate::format::blob::{self, BlobType};
 use crate::format::id::Id;
-use crate::format::index::IndexPack;
+use crate::format::index::{IndexPack, MarkedPack};
 use crate::format::pack::PackEntry;
-use crate::repository::index::{BlobLocation, OnDamage, live_packs};
+use crate::repository::index::{BlobLocation, Index, PruneState, load_prune_state};
 use crate::repository::packer::Packer;
 use crate::repository::reachable::{Reachable, reachable};
 use crate::repository::{FullIndex, Repository};
 use std::collections::{HashMap, HashSet};
+
+mod retention;
 
 /// How aggressively to reclaim space.
 #[derive(Clone, Debug)]
@@ -44,7 +58,16 @@ pub struct PruneOptions {
     /// Repack at most this many bytes of packs in one run (the rest waits
     /// for the next): bounds the downloads and uploads of one prune.
     pub max_repack_bytes: Option<u64>,
+    /// How long a pack or index file stays marked before it is deleted:
+    /// longer than any backup runs.
+    pub grace: std::time::Duration,
+    /// Delete at once instead of marking (nobody else writes to the
+    /// repository).
+    pub instant_delete: bool,
 }
+
+/// The default grace period: a day.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Parses a `--max-unused` value such as `5%` or `5` (percent) into a
 /// fraction.
@@ -70,6 +93,8 @@ impl Default for PruneOptions {
             dry_run: false,
             assume_removed: Vec::new(),
             max_repack_bytes: None,
+            grace: DEFAULT_GRACE,
+            instant_delete: false,
         }
     }
 }
@@ -106,6 +131,42 @@ pub struct PruneReport {
     /// Used blobs stored more than once whose surviving copy was read and
     /// authenticated before any other copy could go.
     pub duplicates_checked: u64,
+    /// Packs marked for deletion by this run (deleted by a later prune once
+    /// the grace period has passed).
+    pub packs_marked: usize,
+    /// Their size.
+    pub bytes_marked: u64,
+    /// Packs marked earlier whose grace period has passed, deleted now.
+    pub packs_due_deleted: usize,
+    /// Packs marked earlier that still wait for their grace period.
+    pub packs_waiting: usize,
+    /// Their size.
+    pub bytes_waiting: u64,
+    /// When the first of them may be deleted (RFC 3339), if any waits.
+    pub next_deletion: Option<String>,
+    /// Marked packs a snapshot has come to need (a backup that ran while
+    /// they were marked): listed as live again.
+    pub packs_revived: usize,
+    /// Index files deleted (superseded for longer than the grace period).
+    pub index_files_deleted: usize,
+    /// Whether this run deleted at once instead of marking.
+    pub instant_delete: bool,
+    /// Object Lock: packs due for deletion still under retention (they
+    /// stay marked).
+    pub packs_retained: usize,
+    /// Object Lock: superseded index files still under retention.
+    pub index_files_retained: usize,
+    /// When the first of those retentions ends (RFC 3339).
+    pub retained_until: Option<String>,
+    /// Object Lock: objects whose retention was extended because kept
+    /// snapshots need them.
+    pub retention_extended: usize,
+    /// Object Lock: retained versions of hidden files (forgotten
+    /// snapshots, removed keys, released locks) deleted now that their
+    /// retention has ended, and those still waiting.
+    pub hidden_versions_deleted: usize,
+    /// See `hidden_versions_deleted`.
+    pub hidden_versions_waiting: usize,
 }
 
 impl PruneReport {
@@ -127,9 +188,16 @@ struct Survey {
     repo: Repository<FullIndex>,
     /// Every index file there was when prune started.
     index_files: Vec<Id>,
-    /// Packs the live index lists, once each.
+    /// Since when each superseded index file has been superseded.
+    superseded_since: HashMap<Id, i64>,
+    /// Packs the live index lists, once each, and marked packs a snapshot
+    /// needs again.
     packs: Vec<IndexPack>,
-    /// Pack files on disk that no index lists.
+    /// Packs marked for deletion that nothing needs.
+    marked: Vec<MarkedPack>,
+    /// How many marked packs a snapshot needs again.
+    revived: usize,
+    /// Pack files on disk that no index lists or marks.
     unindexed: Vec<Id>,
     /// Size of every pack file on disk.
     size_of: HashMap<Id, u64>,
@@ -147,49 +215,234 @@ struct PackPlan {
     keep: Vec<bool>,
 }
 
-/// Runs prune under an exclusive lock.
+/// Runs prune under the lock that keeps deleting commands apart (backups
+/// may run meanwhile).
 pub fn prune<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
+    repo.check_may_delete("prune")?;
     let _lock = repo.lock_exclusive()?;
     prune_unlocked(repo, opts)
 }
 
-/// Runs prune; the caller holds an exclusive lock.
+/// Runs prune; the caller holds the exclusive lock.
 pub fn prune_unlocked<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
+    let now = chrono::Utc::now().timestamp();
     let survey = survey(repo, opts)?;
     let (plans, mut report) = plan(&survey, opts)?;
-    if !opts.dry_run {
-        // Under the exclusive lock no writer is alive; a minute's margin
-        // covers clocks and a writer that has only just been killed.
-        report.temp_files_removed = survey
-            .repo
-            .backend()
-            .remove_stale_temporaries(std::time::Duration::from_secs(60))?;
+    let mut due = Due::new(&survey, &plans, opts, now, &mut report);
+    let lock_rule = survey.repo.backend().object_lock()?;
+    if lock_rule.is_some() {
+        due.keep_retained(&survey, now, &mut report)?;
     }
-    let nothing_to_do =
-        report.packs_deleted == 0 && report.packs_repacked == 0 && survey.unindexed.is_empty();
-    if opts.dry_run || nothing_to_do {
-        if nothing_to_do {
-            report.size_after = report.size_before;
-        }
+    if !opts.dry_run {
+        // Temporary files of writers: a running backup may own young ones
+        // (and a backup whose source stalls may not touch its staged pack
+        // for long), so they wait at least a day unless nobody else writes.
+        let min_age = if opts.instant_delete {
+            std::time::Duration::from_secs(60)
+        } else {
+            opts.grace.max(DEFAULT_GRACE)
+        };
+        report.temp_files_removed = survey.repo.backend().remove_stale_temporaries(min_age)?;
+    }
+    let nothing_to_do = report.packs_deleted == 0
+        && report.packs_repacked == 0
+        && survey.unindexed.is_empty()
+        && survey.revived == 0
+        && due.packs.is_empty()
+        && due.index_files.is_empty();
+    if nothing_to_do {
+        report.size_after = report.size_before;
+    }
+    if opts.dry_run {
         return Ok(report);
     }
-    execute(&survey, &plans, &mut report)?;
+    // Packs and index files nothing needs after this run.
+    let mut gone: HashSet<Id> = due.packs.iter().copied().collect();
+    gone.extend(due.marked.iter().map(|m| m.pack.id));
+    gone.extend(survey.superseded_since.keys().copied());
+    if !nothing_to_do {
+        execute(&survey, &plans, &due, now, &mut report)?;
+        gone.extend(survey.index_files.iter().copied());
+    }
+    if let Some(rule) = &lock_rule {
+        retention::maintain(&survey.repo, rule, &gone, now, &mut report)?;
+    }
     Ok(report)
+}
+
+/// What this run deletes, and what stays marked.
+struct Due {
+    /// Every pack that could be deleted now, as it would stay marked.
+    candidates: HashMap<Id, MarkedPack>,
+    /// Packs to delete now.
+    packs: Vec<Id>,
+    /// Superseded index files to delete now (besides, with
+    /// `--instant-delete`, the files this run supersedes).
+    index_files: Vec<Id>,
+    /// Packs the new index marks for deletion.
+    marked: Vec<MarkedPack>,
+    /// Delete at once.
+    instant: bool,
+}
+
+impl Due {
+    fn new(
+        s: &Survey,
+        plans: &[PackPlan],
+        opts: &PruneOptions,
+        now: i64,
+        report: &mut PruneReport,
+    ) -> Due {
+        let size = |id: &Id| s.size_of.get(id).copied().unwrap_or(0);
+        let deadline = now.saturating_sub(opts.grace.as_secs() as i64);
+        let mut due = Due {
+            candidates: HashMap::new(),
+            packs: Vec::new(),
+            index_files: Vec::new(),
+            marked: Vec::new(),
+            instant: opts.instant_delete,
+        };
+        let newly: Vec<MarkedPack> = plans
+            .iter()
+            .filter(|p| p.action != Action::Keep)
+            .map(|p| p.pack.clone())
+            .chain(s.unindexed.iter().map(|id| IndexPack {
+                id: *id,
+                blobs: Vec::new(),
+            }))
+            .map(|pack| MarkedPack {
+                pack,
+                marked_at: now,
+            })
+            .collect();
+        let mut first_due: Option<i64> = None;
+        for m in &s.marked {
+            if opts.instant_delete || m.marked_at <= deadline {
+                due.packs.push(m.pack.id);
+                due.candidates.insert(m.pack.id, m.clone());
+                report.packs_due_deleted += 1;
+            } else {
+                report.packs_waiting += 1;
+                report.bytes_waiting += size(&m.pack.id);
+                let at = m.marked_at.saturating_add(opts.grace.as_secs() as i64);
+                first_due = Some(first_due.map_or(at, |f| f.min(at)));
+                due.marked.push(m.clone());
+            }
+        }
+        if opts.instant_delete {
+            due.packs.extend(newly.iter().map(|m| m.pack.id));
+            due.candidates
+                .extend(newly.iter().map(|m| (m.pack.id, m.clone())));
+        } else {
+            report.packs_marked = newly.len();
+            report.bytes_marked = newly.iter().map(|m| size(&m.pack.id)).sum();
+            if !newly.is_empty() {
+                let at = now.saturating_add(opts.grace.as_secs() as i64);
+                first_due = Some(first_due.map_or(at, |f| f.min(at)));
+            }
+            due.marked.extend(newly);
+        }
+        report.next_deletion = first_due.and_then(|t| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
+        });
+        for id in &s.index_files {
+            if let Some(since) = s.superseded_since.get(id)
+                && (opts.instant_delete || *since <= deadline)
+            {
+                due.index_files.push(*id);
+            }
+        }
+        due
+    }
+
+    /// Object Lock: what is due but still retained is not deleted; packs
+    /// stay marked, index files superseded, until a prune after their
+    /// retention date.
+    fn keep_retained(&mut self, s: &Survey, now: i64, report: &mut PruneReport) -> Result<()> {
+        let backend = s.repo.backend().as_ref();
+        let handles: Vec<Handle> = self
+            .packs
+            .iter()
+            .map(|id| Handle::new(FileKind::Pack, *id))
+            .chain(
+                self.index_files
+                    .iter()
+                    .map(|id| Handle::new(FileKind::Index, *id)),
+            )
+            .collect();
+        let until =
+            for_each_concurrently(backend, &handles, |h| match backend.retained_until(h) {
+                Err(e) if e.is_not_found() => Ok(None),
+                r => r,
+            })?;
+        let retained: HashMap<Handle, i64> = handles
+            .into_iter()
+            .zip(until)
+            .filter_map(|(h, t)| t.filter(|t| *t > now).map(|t| (h, t)))
+            .collect();
+        let is_retained = |kind, id: &Id| retained.contains_key(&Handle::new(kind, *id));
+        for id in self
+            .packs
+            .iter()
+            .filter(|id| is_retained(FileKind::Pack, id))
+        {
+            if let Some(m) = self.candidates.get(id) {
+                self.marked.push(m.clone());
+            }
+            report.packs_retained += 1;
+        }
+        report.index_files_retained = self
+            .index_files
+            .iter()
+            .filter(|id| is_retained(FileKind::Index, id))
+            .count();
+        report.retained_until = retained.values().min().and_then(|t| {
+            chrono::DateTime::from_timestamp(*t, 0)
+                .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
+        });
+        self.packs.retain(|id| !is_retained(FileKind::Pack, id));
+        self.index_files
+            .retain(|id| !is_retained(FileKind::Index, id));
+        Ok(())
+    }
+}
+
+/// Runs `f` on every handle, several at once on a remote store; the
+/// results in order.
+fn for_each_concurrently<T: Send>(
+    backend: &dyn crate::backend::Backend,
+    handles: &[Handle],
+    f: impl Fn(Handle) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let at_once = backend.write_concurrency().max(1);
+    let mut out = Vec::with_capacity(handles.len());
+    for group in handles.chunks(at_once) {
+        let results: Vec<Result<T>> = std::thread::scope(|s| {
+            let spawned: Vec<_> = group.iter().map(|h| s.spawn(|| f(*h))).collect();
+            spawned
+                .into_iter()
+                .map(|j| {
+                    j.join()
+                        .unwrap_or_else(|_| Err(Error::InvalidInput("worker panicked".into())))
+                })
+                .collect()
+        });
+        for r in results {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 /// Loads the index and the snapshots, finds what they reach and which
 /// packs exist; refuses to go on if the index misses anything they use.
 fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
-    let live = live_packs(repo.core_ref(), OnDamage::Fail)?;
-    let repo = repo.with_full_index()?;
-    // Hidden snapshots (left behind by an interrupted `tag`) are durable
-    // references too.
+    // Snapshots and WAL records are listed before the index is loaded: a
+    // backup writes its index before its snapshot, so every snapshot seen
+    // here has its blobs in the index loaded next. Hidden snapshots (left
+    // behind by an interrupted `tag`) are durable references too.
     let snapshots = repo.load_snapshot_set()?;
-    let trees = snapshots
-        .all()
-        .filter(|(id, _)| !opts.assume_removed.contains(id))
-        .map(|(_, s)| s.tree);
-    let mut used = reachable(&repo, trees)?;
     // Archived WAL is a durable reference too; a record that cannot be read
     // may reference anything, so nothing is pruned until it is dealt with.
     let wal = repo.load_wal_records()?;
@@ -199,6 +452,22 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
             format!("{e}; prune cannot tell what it references (run `cairn check`)"),
         ));
     }
+    let state = load_prune_state(repo.core_ref())?;
+    // Marked packs are in the index too (after the live ones): a snapshot
+    // written by a backup that ran while they were marked reads from them.
+    let mut index = Index::new();
+    for p in &state.live {
+        index.add_pack(p.id, &p.blobs);
+    }
+    for m in &state.marked {
+        index.add_pack(m.pack.id, &m.pack.blobs);
+    }
+    let repo = repo.with_index(index);
+    let trees = snapshots
+        .all()
+        .filter(|(id, _)| !opts.assume_removed.contains(id))
+        .map(|(_, s)| s.tree);
+    let mut used = reachable(&repo, trees)?;
     for (_, w) in &wal.records {
         used.data.extend(w.content.iter().copied());
     }
@@ -213,15 +482,49 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
             ));
         }
     }
+    let PruneState {
+        live: mut packs,
+        marked,
+        all_files,
+        superseded_since,
+    } = state;
     let size_of: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
-    let listed: HashSet<Id> = live.value.iter().map(|p| p.id).collect();
+    let live_ids: HashSet<Id> = packs.iter().map(|p| p.id).collect();
+    // A marked pack holding a used blob that no live pack holds comes back.
+    let live_copy = |id: &Id| {
+        repo.index()
+            .locations(id)
+            .iter()
+            .any(|(pack, _)| live_ids.contains(pack))
+    };
+    let (revived, marked): (Vec<MarkedPack>, Vec<MarkedPack>) = marked.into_iter().partition(|m| {
+        m.pack
+            .blobs
+            .iter()
+            .any(|e| used.contains(&e.id) && !live_copy(&e.id))
+    });
+    for m in &revived {
+        if !size_of.contains_key(&m.pack.id) {
+            return Err(Error::corrupt(
+                Handle::new(FileKind::Pack, m.pack.id).rel_path(),
+                "a snapshot needs this pack, which was marked for deletion, and it is gone; run `cairn check`",
+            ));
+        }
+    }
+    let revived_count = revived.len();
+    packs.extend(revived.into_iter().map(|m| m.pack));
+    let listed: HashSet<Id> = packs
+        .iter()
+        .map(|p| p.id)
+        .chain(marked.iter().map(|m| m.pack.id))
+        .collect();
     let mut unindexed: Vec<Id> = size_of
         .keys()
         .filter(|id| !listed.contains(id))
         .copied()
         .collect();
     unindexed.sort();
-    for p in &live.value {
+    for p in &packs {
         if !size_of.contains_key(&p.id) {
             return Err(Error::corrupt(
                 Handle::new(FileKind::Pack, p.id).rel_path(),
@@ -231,8 +534,11 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
     }
     Ok(Survey {
         repo,
-        index_files: live.all_files,
-        packs: live.value,
+        index_files: all_files,
+        superseded_since,
+        packs,
+        marked,
+        revived: revived_count,
         unindexed,
         size_of,
         used,
@@ -253,6 +559,8 @@ fn plan(s: &Survey, opts: &PruneOptions) -> Result<(Vec<PackPlan>, PruneReport)>
         packs_unindexed: s.unindexed.len(),
         size_before: s.size_of.values().sum(),
         dry_run: opts.dry_run,
+        instant_delete: opts.instant_delete,
+        packs_revived: s.revived,
         ..Default::default()
     };
     // Which copy of each used blob survives: the first one seen...
@@ -461,45 +769,53 @@ fn keep_lone_small_packs(
 }
 
 /// Carries the plan out, in the crash-safe order of the module docs.
-fn execute(s: &Survey, plans: &[PackPlan], report: &mut PruneReport) -> Result<()> {
+fn execute(
+    s: &Survey,
+    plans: &[PackPlan],
+    due: &Due,
+    now: i64,
+    report: &mut PruneReport,
+) -> Result<()> {
     let repo = &s.repo;
     // 1. Copy still-used blobs out of packs being repacked.
     let new_packs = repack(repo, plans)?;
     report.packs_written = new_packs.len();
 
-    // 2. One index for everything that stays, superseding all earlier ones
-    //    (including the files the repacking itself wrote).
-    let written_index: Vec<Id> = repo
-        .backend()
-        .list(FileKind::Index)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| !s.index_files.contains(id))
-        .collect();
+    // 2. One index for everything that stays or waits, superseding every
+    //    file there was when prune started: not the files written since,
+    //    by running backups (and by the repacking, which stay live until the
+    //    next prune: listing a pack twice is harmless).
     let mut keep_packs: Vec<IndexPack> = plans
         .iter()
         .filter(|p| p.action == Action::Keep)
         .map(|p| p.pack.clone())
         .collect();
     keep_packs.extend(new_packs);
-    let mut supersedes = s.index_files.clone();
-    supersedes.extend(written_index);
-    let new_ids = repo.save_index_replacing(keep_packs, supersedes.clone())?;
+    let supersedes = s.index_files.clone();
+    let new_ids =
+        repo.save_index_replacing(keep_packs, due.marked.clone(), supersedes.clone(), now)?;
 
-    // 3. Old index files go.
-    let old_index: Vec<Handle> = supersedes
-        .iter()
-        .filter(|id| !new_ids.contains(id))
-        .map(|id| Handle::new(FileKind::Index, *id))
-        .collect();
+    // 3. Index files superseded for long enough go (with `--instant-delete`
+    //    all superseded files).
+    let old_index: Vec<Handle> = if due.instant {
+        supersedes
+            .iter()
+            .filter(|id| !new_ids.contains(id))
+            .map(|id| Handle::new(FileKind::Index, *id))
+            .collect()
+    } else {
+        due.index_files
+            .iter()
+            .map(|id| Handle::new(FileKind::Index, *id))
+            .collect()
+    };
     remove_all(repo, &old_index)?;
-    // 4. Then the packs nothing lists any more.
-    let gone: Vec<Handle> = plans
+    report.index_files_deleted = old_index.len();
+    // 4. Then the packs whose time has come.
+    let gone: Vec<Handle> = due
+        .packs
         .iter()
-        .filter(|p| p.action != Action::Keep)
-        .map(|p| p.pack.id)
-        .chain(s.unindexed.iter().copied())
-        .map(|id| Handle::new(FileKind::Pack, id))
+        .map(|id| Handle::new(FileKind::Pack, *id))
         .collect();
     remove_all(repo, &gone)?;
     report.size_after = repo.list_packs()?.iter().map(|(_, size)| size).sum();
@@ -509,25 +825,8 @@ fn execute(s: &Survey, plans: &[PackPlan], report: &mut PruneReport) -> Result<(
 /// Removes files, several at once on a remote store (deletions are
 /// idempotent, and a file already gone is fine).
 fn remove_all(repo: &Repository<FullIndex>, files: &[Handle]) -> Result<()> {
-    let backend = repo.backend();
-    let at_once = backend.write_concurrency().max(1);
-    for group in files.chunks(at_once) {
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|h| s.spawn(move || backend.remove(*h)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::InvalidInput("remover panicked".into())))
-                })
-                .collect()
-        });
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-    }
-    Ok(())
+    let backend = repo.backend().as_ref();
+    for_each_concurrently(backend, files, |h| backend.remove(h)).map(|_| ())
 }
 
 /// Writes the used blobs of every pack being repacked into new packs; each

@@ -24,6 +24,7 @@ pub struct RepairReport {
 
 /// Rebuilds the index under an exclusive lock.
 pub fn repair_index<S>(repo: &Repository<S>) -> Result<RepairReport> {
+    repo.check_may_delete("repair index")?;
     let _lock = repo.lock_exclusive()?;
     let old: Vec<_> = repo
         .backend()
@@ -46,7 +47,8 @@ pub fn repair_index<S>(repo: &Repository<S>) -> Result<RepairReport> {
         }
     }
     rep.packs = packs.len();
-    let new_ids = repo.save_index_replacing(packs, old.clone())?;
+    let now = chrono::Utc::now().timestamp();
+    let new_ids = repo.save_index_replacing(packs, Vec::new(), old.clone(), now)?;
     for id in old.iter().filter(|i| !new_ids.contains(i)) {
         repo.remove_index_file(id)?;
     }

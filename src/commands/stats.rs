@@ -46,7 +46,6 @@ pub struct Stats {
 
 /// Computes the statistics under a shared lock.
 pub fn stats<S>(repo: &Repository<S>) -> Result<Stats> {
-    let _lock = repo.lock_shared()?;
     let repo = repo.with_full_index()?;
     let snaps = repo.load_snapshots()?;
     let used = reachable(&repo, snaps.iter().map(|(_, s)| s.tree))?;

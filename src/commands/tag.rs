@@ -102,6 +102,7 @@ pub fn tag<S>(
     change: &TagChange,
 ) -> Result<TagReport> {
     change.validate()?;
+    repo.check_may_delete("tag")?;
     let _lock = repo.lock_exclusive()?;
     let set = repo.load_snapshot_set()?;
     let mut chosen: Vec<(Id, Snapshot)> = Vec::new();

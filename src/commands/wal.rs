@@ -160,7 +160,6 @@ pub fn push<S>(repo: &Repository<S>, path: &Path, cluster: &ClusterOptions) -> R
         size: bytes.len() as u64,
         outcome,
     };
-    let _lock = repo.lock_for_writing()?;
     let same = |w: &WalFile| w.size == bytes.len() as u64 && w.hash == hash;
     let differs = |w: &WalFile| {
         Error::InvalidInput(format!(
@@ -318,7 +317,6 @@ pub fn fetch<S>(
         return Ok(FetchOutcome::NotArchived);
     }
     let system_id = cluster.system_id(None)?;
-    let _lock = repo.lock_shared()?;
     let Some(record) = repo.find_wal_record(system_id, name)? else {
         return Ok(FetchOutcome::NotArchived);
     };
@@ -399,7 +397,6 @@ pub struct WalEntry {
 /// Every archived WAL file, by cluster and name, and the records that
 /// could not be read.
 pub fn list<S>(repo: &Repository<S>) -> Result<(Vec<WalEntry>, Vec<String>)> {
-    let _lock = repo.lock_shared()?;
     let all = repo.load_wal_records()?;
     let entries = all
         .records

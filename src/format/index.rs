@@ -33,12 +33,63 @@ pub struct IndexFile {
     /// Index files this one replaces (written by prune and repair; the
     /// replaced files are deleted afterwards).
     pub supersedes: Vec<Id>,
+    /// What prune and repair add (format-spec/v1-locks-prune.md): when the
+    /// file was written and which packs wait for deletion. Travels in the
+    /// file's extension block; `None` writes none.
+    #[serde(skip)]
+    pub prune: Option<IndexPrune>,
+}
+
+/// The extension block of an index file written by prune or repair.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPrune {
+    /// When the file was written (Unix seconds): the files it supersedes
+    /// have been superseded since then.
+    pub time: i64,
+    /// Packs marked for deletion: nothing referenced them when they were
+    /// marked. Readers may still read them; backups do not deduplicate
+    /// against them; a later prune deletes them once the grace period has
+    /// passed, unless a snapshot has come to need them meanwhile.
+    pub marked: Vec<MarkedPack>,
+}
+
+/// A pack waiting for deletion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkedPack {
+    /// The pack and its blobs (empty when the pack was never indexed: a
+    /// pack file left by an interrupted or still running backup).
+    pub pack: IndexPack,
+    /// When it was first marked (Unix seconds).
+    pub marked_at: i64,
 }
 
 impl IndexFile {
+    /// An index file listing `packs`, superseding nothing.
+    pub fn of_packs(packs: Vec<IndexPack>) -> IndexFile {
+        IndexFile {
+            packs,
+            ..IndexFile::default()
+        }
+    }
+
+    /// The marked packs this file lists (none for most files).
+    pub fn marked(&self) -> &[MarkedPack] {
+        self.prune.as_ref().map_or(&[], |p| &p.marked)
+    }
+
     /// Seals the index file.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
-        envelope::seal(key, MAGIC, self)
+        envelope::seal_plain(key, MAGIC, &self.to_plaintext()?)
+    }
+
+    /// The plaintext: the version 1 fields, then the extension block if
+    /// there is one.
+    pub fn to_plaintext(&self) -> Result<Vec<u8>> {
+        let mut plain = envelope::to_postcard(self)?;
+        if let Some(p) = &self.prune {
+            plain.extend_from_slice(&envelope::to_postcard(p)?);
+        }
+        Ok(plain)
     }
 
     /// Opens an index file and checks that entries are well formed.
@@ -49,8 +100,13 @@ impl IndexFile {
 
     /// Decodes and validates the plaintext of an index file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
-        let f: IndexFile = envelope::from_postcard(plain, what)?;
+        let (mut f, prune) = envelope::from_postcard_ext::<IndexFile, IndexPrune>(plain, what)?;
         validate_packs(&f.packs, what)?;
+        if let Some(p) = &prune {
+            let packs: Vec<IndexPack> = p.marked.iter().map(|m| m.pack.clone()).collect();
+            validate_packs(&packs, what)?;
+        }
+        f.prune = prune;
         Ok(f)
     }
 }

@@ -109,8 +109,29 @@ impl<S: Locate> Repository<S> {
         Err(first_err.unwrap_or_else(|| not_indexed(kind, id)))
     }
 
-    /// Reads one stored copy of a blob.
+    /// Reads one stored copy of a blob (from the original version of its
+    /// pack if the pack was overwritten or deleted and the storage kept it).
     fn read_copy(
+        &self,
+        kind: BlobType,
+        id: &Id,
+        pack: Id,
+        loc: BlobLocation,
+        base: blob::BaseLookup,
+    ) -> Result<Vec<u8>> {
+        match self.read_copy_once(kind, id, pack, loc, base) {
+            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
+                if self.core.recover_pack(Handle::new(FileKind::Pack, pack)) {
+                    self.read_copy_once(kind, id, pack, loc, base)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn read_copy_once(
         &self,
         kind: BlobType,
         id: &Id,

@@ -14,7 +14,7 @@ use crate::backend::{FileKind, Handle};
 use crate::error::{Error, Result};
 use crate::format::blob::BlobType;
 use crate::format::id::Id;
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::{IndexFile, IndexPack, IndexPrune, MarkedPack};
 use crate::format::pack::PackEntry;
 use std::collections::{HashMap, HashSet};
 
@@ -45,9 +45,10 @@ pub(crate) struct LiveIndex<T> {
 pub(crate) fn read_index_file(core: &Core, id: &Id) -> Result<IndexFile> {
     let h = Handle::new(FileKind::Index, *id);
     let what = h.rel_path();
-    let bytes = core.backend.read(h)?;
-    super::check_file_name(id, &bytes, &what)?;
-    IndexFile::decode(&core.key, &bytes, &what)
+    core.read_decoded(h, |bytes| {
+        super::check_file_name(id, bytes, &what)?;
+        IndexFile::decode(&core.key, bytes, &what)
+    })
 }
 
 /// Calls `visit` once for every live index file, in name order, building a
@@ -59,6 +60,23 @@ pub(crate) fn fold_live<T>(
     on_damage: OnDamage,
     init: impl Fn() -> T,
     mut visit: impl FnMut(&mut T, Id, IndexFile),
+) -> Result<LiveIndex<T>> {
+    // A file removed between listing and reading was superseded by a file
+    // written after the listing (a prune finished meanwhile): list again.
+    let mut attempts = 0;
+    loop {
+        match fold_listed(core, on_damage, &init, &mut visit) {
+            Err(e) if e.is_not_found() && attempts < 3 => attempts += 1,
+            r => return r,
+        }
+    }
+}
+
+fn fold_listed<T>(
+    core: &Core,
+    on_damage: OnDamage,
+    init: &impl Fn() -> T,
+    visit: &mut impl FnMut(&mut T, Id, IndexFile),
 ) -> Result<LiveIndex<T>> {
     let all_files: Vec<Id> = core
         .backend
@@ -102,6 +120,7 @@ pub(crate) fn fold_live<T>(
                         visited.push(**id);
                         visit(&mut value, **id, f);
                     }
+                    Err(e) if e.is_not_found() => return Err(e),
                     Err(e) if on_damage == OnDamage::Collect => problems.push(e),
                     Err(e) => return Err(e),
                 }
@@ -146,13 +165,103 @@ pub(crate) fn live_packs(core: &Core, on_damage: OnDamage) -> Result<LiveIndex<V
 }
 
 /// Loads every live index file into a full index.
+/// Packs marked for deletion come after every live pack, so that readers
+/// look in a live copy of a blob first.
 pub(crate) fn load_full(core: &Core) -> Result<Index> {
-    Ok(fold_live(core, OnDamage::Fail, Index::new, |index, _, f| {
-        for p in &f.packs {
+    let (mut index, marked) = fold_live(
+        core,
+        OnDamage::Fail,
+        || (Index::new(), Vec::new()),
+        |(index, marked): &mut (Index, Vec<IndexPack>), _, f| {
+            for p in &f.packs {
+                index.add_pack(p.id, &p.blobs);
+            }
+            marked.extend(f.marked().iter().map(|m| m.pack.clone()));
+        },
+    )?
+    .value;
+    for p in &marked {
+        if !index.has_pack(&p.id) {
             index.add_pack(p.id, &p.blobs);
         }
-    })?
-    .value)
+    }
+    Ok(index)
+}
+
+/// What prune needs to know of the index files: the live packs, the packs
+/// waiting for deletion, and since when each superseded file has been
+/// superseded.
+pub(crate) struct PruneState {
+    /// Packs the live files list, once each, in the order met.
+    pub live: Vec<IndexPack>,
+    /// Packs only marked for deletion (listed by no live file's `packs`),
+    /// each with the earliest time it was marked.
+    pub marked: Vec<MarkedPack>,
+    /// Every index file listed, live or not.
+    pub all_files: Vec<Id>,
+    /// For each superseded file, the earliest `time` of a live file that
+    /// supersedes it (0 when that file does not say: written before files
+    /// carried a time, so long ago).
+    pub superseded_since: HashMap<Id, i64>,
+}
+
+/// Every pack the live index files mark for deletion (some may also be
+/// listed as live).
+pub(crate) fn marked_packs(core: &Core) -> Result<Vec<MarkedPack>> {
+    Ok(
+        fold_live(core, OnDamage::Collect, Vec::new, |marked, _, f| {
+            if let Some(p) = f.prune {
+                marked.extend(p.marked);
+            }
+        })?
+        .value,
+    )
+}
+
+/// Loads [`PruneState`].
+pub(crate) fn load_prune_state(core: &Core) -> Result<PruneState> {
+    type Acc = (
+        Vec<IndexPack>,
+        HashSet<Id>,
+        HashMap<Id, MarkedPack>,
+        HashMap<Id, i64>,
+    );
+    let live = fold_live(
+        core,
+        OnDamage::Fail,
+        || (Vec::new(), HashSet::new(), HashMap::new(), HashMap::new()),
+        |(packs, seen, marked, since): &mut Acc, _, f| {
+            let time = f.prune.as_ref().map_or(0, |p| p.time);
+            for id in &f.supersedes {
+                let t = since.entry(*id).or_insert(time);
+                *t = (*t).min(time);
+            }
+            for m in f.marked() {
+                let e = marked.entry(m.pack.id).or_insert_with(|| m.clone());
+                e.marked_at = e.marked_at.min(m.marked_at);
+                if e.pack.blobs.is_empty() {
+                    e.pack.blobs = m.pack.blobs.clone();
+                }
+            }
+            for p in f.packs {
+                if seen.insert(p.id) {
+                    packs.push(p);
+                }
+            }
+        },
+    )?;
+    let (live_packs, seen, marked, superseded_since) = live.value;
+    let mut marked: Vec<MarkedPack> = marked
+        .into_values()
+        .filter(|m| !seen.contains(&m.pack.id))
+        .collect();
+    marked.sort_by_key(|m| m.pack.id);
+    Ok(PruneState {
+        live: live_packs,
+        marked,
+        all_files: live.all_files,
+        superseded_since,
+    })
 }
 
 /// Loads what a backup needs, in bounded memory: locations of tree blobs
@@ -224,39 +333,40 @@ impl<S> super::Repository<S> {
 
     /// Writes index files describing `packs` that together replace the
     /// index files `supersedes`. The packs are spread over files of at most
-    /// [`INDEX_FILE_BLOBS`] blobs, written first; a last, pack-less file
-    /// carries the `supersedes` list. Until that last file is durable the
-    /// old files stay authoritative, so a crash never leaves a pack unlisted.
-    /// Returns the ids of all files written.
+    /// [`INDEX_FILE_BLOBS`] blobs, written first (packs waiting for deletion,
+    /// `marked`, in files of their own); a last, pack-less file carries the
+    /// `supersedes` list. Until that last file is durable the old files stay
+    /// authoritative, so a crash never leaves a pack unlisted. Every file
+    /// records `time` (when prune or repair wrote it). Returns the ids of
+    /// all files written.
     pub fn save_index_replacing(
         &self,
         packs: Vec<IndexPack>,
+        marked: Vec<MarkedPack>,
         supersedes: Vec<Id>,
+        time: i64,
     ) -> Result<Vec<Id>> {
+        let ext = |marked: Vec<MarkedPack>| Some(IndexPrune { time, marked });
         let mut written = Vec::new();
-        let mut batch: Vec<IndexPack> = Vec::new();
-        let mut blobs = 0usize;
-        for p in packs {
-            blobs += p.blobs.len();
-            batch.push(p);
-            if blobs >= INDEX_FILE_BLOBS {
-                written.push(self.save_index(&IndexFile {
-                    packs: std::mem::take(&mut batch),
-                    supersedes: Vec::new(),
-                })?);
-                blobs = 0;
-            }
-        }
-        if !batch.is_empty() {
+        for batch in batches(packs, |p| p.blobs.len()) {
             written.push(self.save_index(&IndexFile {
                 packs: batch,
                 supersedes: Vec::new(),
+                prune: ext(Vec::new()),
+            })?);
+        }
+        for batch in batches(marked, |m| m.pack.blobs.len().max(1)) {
+            written.push(self.save_index(&IndexFile {
+                packs: Vec::new(),
+                supersedes: Vec::new(),
+                prune: ext(batch),
             })?);
         }
         if !supersedes.is_empty() {
             written.push(self.save_index(&IndexFile {
                 packs: Vec::new(),
                 supersedes,
+                prune: ext(Vec::new()),
             })?);
         }
         Ok(written)
@@ -276,6 +386,26 @@ impl<S> super::Repository<S> {
             .map(|(id, _)| Ok((id, read_index_file(&self.core, &id)?)))
             .collect()
     }
+}
+
+/// Splits `items` into runs of at most [`INDEX_FILE_BLOBS`] blobs (a run
+/// holds at least one item).
+fn batches<T>(items: Vec<T>, blobs: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut n = 0usize;
+    for item in items {
+        n += blobs(&item);
+        batch.push(item);
+        if n >= INDEX_FILE_BLOBS {
+            out.push(std::mem::take(&mut batch));
+            n = 0;
+        }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
 }
 
 /// Where a blob can be read.
@@ -501,7 +631,11 @@ mod tests {
             id: Id([n; 32]),
             blobs: vec![entry(n)],
         };
-        let file = |packs: Vec<IndexPack>, supersedes: Vec<Id>| IndexFile { packs, supersedes };
+        let file = |packs: Vec<IndexPack>, supersedes: Vec<Id>| IndexFile {
+            packs,
+            supersedes,
+            prune: None,
+        };
         let old1 = repo
             .save_index(&file(vec![pack(1), pack(2)], vec![]))
             .unwrap();

@@ -56,9 +56,10 @@ impl<S> Repository<S> {
     pub fn key_info(&self, id: &Id) -> Result<KeyInfo> {
         let h = Handle::new(FileKind::Key, *id);
         let what = h.rel_path();
-        let bytes = self.core.backend.read(h)?;
-        check_file_name(id, &bytes, &what)?;
-        let k = KeyFile::decode(&bytes, &what)?;
+        let k = self.core.read_decoded(h, |bytes| {
+            check_file_name(id, bytes, &what)?;
+            KeyFile::decode(bytes, &what)
+        })?;
         Ok(KeyInfo {
             id: id.to_hex(),
             current: *id == self.core.key_id,
@@ -108,17 +109,18 @@ impl<S> Repository<S> {
                 id.short()
             )));
         }
-        self.core.backend.remove(Handle::new(FileKind::Key, *id))
+        self.check_may_delete("key remove")?;
+        self.core.remove_or_hide(Handle::new(FileKind::Key, *id))
     }
 
     /// Replaces the key in use with one for `password`: the new key file is
     /// durable before the old one is removed.
     pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<PasswordChange> {
+        self.check_may_delete("key passwd")?;
         let added = self.add_key(password, kdf)?;
         let removed = self.core.key_id;
         self.core
-            .backend
-            .remove(Handle::new(FileKind::Key, removed))?;
+            .remove_or_hide(Handle::new(FileKind::Key, removed))?;
         Ok(PasswordChange { added, removed })
     }
 }

@@ -1,5 +1,8 @@
-//! Repository locks: shared for writers that only add (backup) and readers,
-//! exclusive for anything that deletes (forget, prune, repair).
+//! Repository locks: taken only by commands that delete (forget, prune,
+//! tag, repair), to keep them apart. Readers and backups take none, so
+//! they need no permission to delete and run alongside prune, which is
+//! safe by its own protocol (marks and a grace period,
+//! format-spec/v1-locks-prune.md).
 //!
 //! A lock is a small sealed file in `locks/` ([`crate::format::lock`]). To
 //! lock, a process writes its lock file first and only then lists the
@@ -84,10 +87,6 @@ impl LockGuard {
         LockGuard(Some(lock))
     }
 
-    pub(crate) fn none() -> LockGuard {
-        LockGuard(None)
-    }
-
     /// Whether a lock is held.
     pub fn is_held(&self) -> bool {
         self.0.is_some()
@@ -144,7 +143,9 @@ impl Lock {
                     Ok(o) if is_stale(&o, &host) => {
                         let _ = core.backend.remove(Handle::new(FileKind::Lock, id));
                     }
-                    Ok(o) if exclusive || o.exclusive => {
+                    // Shared locks are what earlier versions took for
+                    // readers and backups; they no longer exclude anything.
+                    Ok(o) if exclusive && o.exclusive => {
                         conflict = Some((describe(&o), "`cairn unlock` if that process is gone"));
                         break;
                     }
@@ -244,6 +245,7 @@ impl<S> Repository<S> {
 
     /// Removes stale locks (or all locks with `all`); returns how many.
     pub fn unlock(&self, all: bool) -> Result<usize> {
+        self.check_may_delete("unlock")?;
         let host = crate::sys::hostname();
         let mut n = 0;
         for (id, info) in list_locks(&self.core, None)? {

@@ -20,6 +20,7 @@ pub mod browse;
 pub mod index;
 pub mod keys;
 pub mod lock;
+mod original;
 pub mod packer;
 pub mod packs;
 pub mod reachable;
@@ -74,8 +75,8 @@ impl Default for InitOptions {
 pub struct OpenOptions {
     /// How long to wait for a conflicting lock to go away.
     pub retry_lock: Duration,
-    /// Take no shared lock for reading (read-only media); never applies to
-    /// backups or to exclusive locks.
+    /// Kept for scripts written for older versions: readers and backups
+    /// take no lock at all now, and commands that delete always do.
     pub no_lock: bool,
     /// Told of every warning as it happens (see [`Repository::warnings`]).
     pub on_warning: Option<WarningHandler>,
@@ -307,7 +308,17 @@ fn finish_open(
     key: MasterKey,
     options: OpenOptions,
 ) -> Result<Repository> {
-    let config = Config::decode(&key, config_bytes)?;
+    let config = match Config::decode(&key, config_bytes) {
+        Ok(c) => c,
+        // Overwritten? A versioned bucket may keep the original.
+        Err(e) => original::read_decoded(
+            backend.as_ref(),
+            Handle::Config,
+            &|m| eprintln!("cairn: warning: {m}"),
+            |b| Config::decode(&key, b),
+        )
+        .map_err(|_| e)?,
+    };
     let chunker =
         Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
     let backend = with_cache(backend, &config, &options)?;
@@ -339,9 +350,17 @@ fn session_path(backend: &dyn Backend, options: &OpenOptions) -> Option<std::pat
 fn unlock_key(backend: &dyn Backend, kid: Id, password: &[u8]) -> Result<Option<MasterKey>> {
     let h = Handle::new(FileKind::Key, kid);
     let what = h.rel_path();
-    let bytes = backend.read(h)?;
-    check_file_name(&kid, &bytes, &what)?;
-    KeyFile::decode(&bytes, &what)?.unwrap_key(password, &what)
+    read_key_file(backend, kid)?.unwrap_key(password, &what)
+}
+
+/// Reads and decodes one key file (its original, if it was overwritten).
+fn read_key_file(backend: &dyn Backend, kid: Id) -> Result<KeyFile> {
+    let h = Handle::new(FileKind::Key, kid);
+    let what = h.rel_path();
+    original::read_decoded(backend, h, &|m| eprintln!("cairn: warning: {m}"), |b| {
+        check_file_name(&kid, b, &what)?;
+        KeyFile::decode(b, &what)
+    })
 }
 
 /// Finds the key file `password` opens among all of them.
@@ -360,13 +379,8 @@ fn unlock_any_key(backend: &dyn Backend, password: &[u8]) -> Result<(Id, MasterK
     let mut first_err = None;
     let mut readable = Vec::new();
     for (kid, _) in keys {
-        let h = Handle::new(FileKind::Key, kid);
-        let what = h.rel_path();
-        let parsed = backend.read(h).and_then(|b| {
-            check_file_name(&kid, &b, &what)?;
-            KeyFile::decode(&b, &what)
-        });
-        match parsed {
+        let what = Handle::new(FileKind::Key, kid).rel_path();
+        match read_key_file(backend, kid) {
             Ok(kf) => readable.push((kid, kf, what)),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -445,6 +459,32 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Reads `h` and decodes it; falls back to the original version of an
+    /// overwritten or deleted file where the storage keeps versions.
+    pub(crate) fn read_decoded<T>(
+        &self,
+        h: Handle,
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        original::read_decoded(self.backend.as_ref(), h, &|m| self.warn(m), decode)
+    }
+
+    /// After pack `h` failed to read or authenticate: whether the storage
+    /// kept an intact original (reads of `h` now go to it).
+    pub(crate) fn recover_pack(&self, h: Handle) -> bool {
+        original::recover_pack(self.backend.as_ref(), h, &|m| self.warn(m))
+    }
+
+    /// Removes a file the repository no longer needs: deletes it, or, when
+    /// Object Lock still retains it, hides it (a delete marker; prune
+    /// deletes the retained version once its retention ends).
+    pub(crate) fn remove_or_hide(&self, h: Handle) -> Result<()> {
+        if self.backend.object_lock()?.is_some() && self.backend.retained_until(h)?.is_some() {
+            return self.backend.hide(h);
+        }
+        self.backend.remove(h)
+    }
+
     /// Records a warning (once) and tells the handler.
     pub(crate) fn warn(&self, msg: String) {
         let mut w = crate::sys::lock(&self.warnings);
@@ -658,9 +698,10 @@ impl<S> Repository<S> {
     /// says.
     pub(crate) fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
         let h = Handle::new(kind, *id);
-        let bytes = self.core.backend.read(h)?;
-        check_file_name(id, &bytes, &h.rel_path())?;
-        Ok(bytes)
+        self.core.read_decoded(h, |b| {
+            check_file_name(id, b, &h.rel_path())?;
+            Ok(b.to_vec())
+        })
     }
 
     /// Writes a content-addressed file; returns its id.
@@ -685,23 +726,21 @@ impl<S> Repository<S> {
         Ok(total)
     }
 
-    /// Takes the shared lock readers hold (none with `no_lock`).
-    pub fn lock_shared(&self) -> Result<LockGuard> {
-        if self.core.options.no_lock {
-            return Ok(LockGuard::none());
-        }
-        lock::Lock::acquire(&self.core, false, self.core.options.retry_lock).map(LockGuard::held)
-    }
-
-    /// Takes the shared lock a backup holds: always, whatever `no_lock`
-    /// says, because prune must never delete what a running backup uses.
-    pub fn lock_for_writing(&self) -> Result<LockGuard> {
-        lock::Lock::acquire(&self.core, false, self.core.options.retry_lock).map(LockGuard::held)
-    }
-
-    /// Takes the exclusive lock that anything deleting holds.
+    /// Takes the lock that keeps commands that delete apart (readers and
+    /// backups take none: format-spec/v1-locks-prune.md).
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
         lock::Lock::acquire(&self.core, true, self.core.options.retry_lock).map(LockGuard::held)
+    }
+
+    /// Fails, before anything is changed, when the storage does not let
+    /// these credentials delete: `what` (forget, prune, ...) would need to.
+    pub fn check_may_delete(&self, what: &str) -> Result<()> {
+        self.core.backend.check_may_delete().map_err(|e| match e {
+            Error::PermissionDenied(why) => Error::PermissionDenied(format!(
+                "{what}: {why}; nothing was changed (these are backup-only credentials? {what} needs credentials that may delete)"
+            )),
+            e => e,
+        })
     }
 }
 

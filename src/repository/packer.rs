@@ -342,6 +342,7 @@ fn write_index(backend: &dyn Backend, key: &MasterKey, packs: &[IndexPack]) -> R
     let f = IndexFile {
         packs: packs.to_vec(),
         supersedes: Vec::new(),
+        prune: None,
     };
     let bytes = f.encode(key)?;
     backend.write(Handle::new(FileKind::Index, Id::of_file(&bytes)), &bytes)

@@ -15,6 +15,19 @@ impl<S> Repository<S> {
     /// Reads one pack's header with ranged reads (trailer, then header) and
     /// returns its entries, validated against the pack's size.
     pub fn read_pack_header(&self, id: &Id) -> Result<Vec<PackEntry>> {
+        match self.read_pack_header_once(id) {
+            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
+                if self.core.recover_pack(Handle::new(FileKind::Pack, *id)) {
+                    self.read_pack_header_once(id)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn read_pack_header_once(&self, id: &Id) -> Result<Vec<PackEntry>> {
         let h = Handle::new(FileKind::Pack, *id);
         let what = h.rel_path();
         let backend = &self.core.backend;
@@ -29,9 +42,23 @@ impl<S> Repository<S> {
         pack::decode_header(&self.core.key, &sealed, start, &what)
     }
 
-    /// Reads a whole pack (not yet checked against its name).
+    /// Reads a whole pack (not yet checked against its name; but a pack
+    /// whose content does not match its name is read from its original
+    /// version where the storage kept one).
     pub fn read_pack(&self, id: &Id) -> Result<Vec<u8>> {
-        self.core.backend.read(Handle::new(FileKind::Pack, *id))
+        let h = Handle::new(FileKind::Pack, *id);
+        match self.core.backend.read(h) {
+            Ok(b) if Id::of_file(&b) == *id => Ok(b),
+            Ok(b) => {
+                if self.core.recover_pack(h) {
+                    self.core.backend.read(h)
+                } else {
+                    Ok(b)
+                }
+            }
+            Err(e) if e.is_not_found() && self.core.recover_pack(h) => self.core.backend.read(h),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every pack file with its size.
@@ -41,6 +68,6 @@ impl<S> Repository<S> {
 
     /// Removes an index file.
     pub(crate) fn remove_index_file(&self, id: &Id) -> Result<()> {
-        self.core.backend.remove(Handle::new(FileKind::Index, *id))
+        self.core.remove_or_hide(Handle::new(FileKind::Index, *id))
     }
 }

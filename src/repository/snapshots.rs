@@ -135,11 +135,11 @@ impl<S> Repository<S> {
         self.write_file(FileKind::Snapshot, &s.encode(&self.core.key)?)
     }
 
-    /// Removes a snapshot file. The caller holds an exclusive lock.
+    /// Removes a snapshot file (hides it while Object Lock retains it).
+    /// The caller holds an exclusive lock.
     pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
         self.core
-            .backend
-            .remove(Handle::new(FileKind::Snapshot, *id))
+            .remove_or_hide(Handle::new(FileKind::Snapshot, *id))
     }
 
     /// Resolves a snapshot selector: `latest`, or a unique id prefix,

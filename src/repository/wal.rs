@@ -41,8 +41,9 @@ impl<S> Repository<S> {
     pub fn read_wal_record(&self, id: &Id) -> Result<WalFile> {
         let h = Handle::new(FileKind::Wal, *id);
         let what = h.rel_path();
-        let bytes = self.core.backend.read(h)?;
-        let w = WalFile::decode(&self.core.key, &bytes, &what)?;
+        let w = self
+            .core
+            .read_decoded(h, |bytes| WalFile::decode(&self.core.key, bytes, &what))?;
         if self.wal_record_id(w.system_id, &w.name) != *id {
             return Err(Error::corrupt(
                 what,
@@ -104,7 +105,7 @@ impl<S> Repository<S> {
 
     /// Removes a WAL record (its blobs become garbage for prune).
     pub fn remove_wal_record(&self, id: &Id) -> Result<()> {
-        self.core.backend.remove(Handle::new(FileKind::Wal, *id))
+        self.core.remove_or_hide(Handle::new(FileKind::Wal, *id))
     }
 }
 

@@ -353,7 +353,6 @@ pub fn backup<S>(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     opts.validate()?;
-    let _lock = repo.lock_for_writing()?;
     let counters = Counters::default();
     let excludes = opts.all_excludes()?;
     run_reporting(progress, &counters, || {

@@ -24,8 +24,9 @@
 //! - **Cheap listings** ([`fs`]): directory listings carry attributes
 //!   (READDIRPLUS), and the kernel may cache snapshot trees, which never
 //!   change, for long.
-//! - **Locking**: the mount holds a shared lock for its life, as readers
-//!   do: backups (also shared) run alongside, `forget` and `prune` wait.
+//! - **Locking**: none, as for every reader: backups and prune run
+//!   alongside. Prune deletes a pack only a grace period after marking it,
+//!   and the mount reloads the index when the repository changes.
 //! - **Clean ends**: the mount is made through `fusermount`'s auto-unmount
 //!   helper where possible, which removes it when this process ends however
 //!   it ends (even `kill -9`); [`mount`] returns once the caller asks it to
@@ -161,7 +162,7 @@ const POLL: Duration = Duration::from_millis(100);
 const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 
 /// Mounts the repository's snapshots at `opts.mountpoint`, read-only,
-/// under a shared lock, and serves them until `events` asks to stop or the
+/// and serves them until `events` asks to stop or the
 /// file system is unmounted by someone else; unmounts and returns.
 pub fn mount<S>(
     repo: &Repository<S>,
@@ -170,7 +171,6 @@ pub fn mount<S>(
 ) -> Result<MountReport> {
     let cleared_stale = clear_stale_mount(&opts.mountpoint);
     opts.validate()?;
-    let lock = repo.lock_shared()?;
     let base = repo.without_index();
     let full = base.with_full_index()?;
     let shared = Arc::new(fs::Shared::new(base, full, opts, events.clone())?);
@@ -210,7 +210,6 @@ pub fn mount<S>(
     };
     let clean = unmount(session, &opts.mountpoint);
     shared.shutdown();
-    drop(lock);
     Ok(MountReport {
         mounted: true,
         ended,

@@ -593,7 +593,6 @@ pub fn restore<S>(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let start = std::time::Instant::now();
-    let _lock = repo.lock_shared()?;
     // Index and snapshots side by side (each is waiting on a remote store).
     let plain = repo.without_index();
     let (repo, chosen) = std::thread::scope(|s| {
