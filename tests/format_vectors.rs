@@ -98,6 +98,7 @@ fn fixed_config() -> Config {
         compression_level: 3,
         pack_size: 16 * 1024 * 1024,
         database_chunking: None,
+        object_lock: None,
     }
 }
 
@@ -1537,6 +1538,7 @@ fn repo_v1_config_key_and_snapshot() {
             compression_level: 3,
             pack_size: 16 * 1024 * 1024,
             database_chunking: None,
+            object_lock: None,
         }
     );
     let kf = KeyFile::decode(
@@ -2104,6 +2106,7 @@ mod spec {
             compression_level: c.i32(),
             pack_size: c.u32(),
             database_chunking: None,
+            object_lock: None,
         };
         c.end();
         cfg
@@ -2450,3 +2453,70 @@ const WAL_ID: &str = "d06ddbca6aa871b78ab922b6a2fd74bb02d3927104a30160bec0b4eb91
 /// "15.18", timelines 1 and 2, LSNs 0/2000028 and 0/2000100, 16 MiB
 /// segments, started 100, stopped 101, xmin 750, "/d".
 const PG_EXT: &str = "000001010531352e31380102a88080108082801080808008c801ca01ee05022f64";
+
+/// Known answers for what prune and Object Lock add
+/// (format-spec/v1-locks-prune.md): an index file's extension block
+/// (`time`, marked packs) and the config's retention after its extension
+/// block. The bytes are written out by hand from the spec below.
+#[test]
+fn prune_and_object_lock_extension_vectors() {
+    use cairn::format::config::{Retention, RetentionMode};
+    use cairn::format::index::{IndexPrune, MarkedPack};
+    let mut f = IndexFile::of_packs(Vec::new());
+    f.prune = Some(IndexPrune {
+        time: 1_700_000_000,
+        marked: vec![MarkedPack {
+            pack: IndexPack {
+                id: Id([0xab; 32]),
+                blobs: Vec::new(),
+            },
+            marked_at: 1_700_000_001,
+        }],
+    });
+    // packs: 0 entries; supersedes: 0 entries; then the block: time
+    // (zigzag varint of 1_700_000_000 = 3_400_000_000), one marked pack
+    // (id, 0 blobs), marked_at (zigzag of 1_700_000_001 = 3_400_000_002).
+    let expect = format!(
+        "0000{}01{}00{}",
+        "80c49fd50c",
+        "ab".repeat(32),
+        "82c49fd50c"
+    );
+    assert_eq!(hex::encode(f.to_plaintext().unwrap()), expect);
+    assert_eq!(IndexFile::from_plaintext(&unhex(&expect), "t").unwrap(), f);
+    // Nothing may follow the block; a block that ends early is corrupt.
+    assert!(IndexFile::from_plaintext(&unhex(&format!("{expect}00")), "t").is_err());
+    assert!(IndexFile::from_plaintext(&unhex(&expect[..expect.len() - 2]), "t").is_err());
+    // A file without the block is the version 1 encoding, unchanged.
+    assert_eq!(
+        hex::encode(IndexFile::default().to_plaintext().unwrap()),
+        "0000"
+    );
+
+    let mut c = fixed_config();
+    c.database_chunking = Some(cairn::format::chunker::DatabaseChunking::FixedPages { pages: 1 });
+    let plain_ext = c.to_plaintext().unwrap();
+    c.object_lock = Some(Retention {
+        mode: RetentionMode::Compliance,
+        seconds: 86_400,
+    });
+    let plain = c.to_plaintext().unwrap();
+    // The retention follows the extension block: mode 1 (Compliance),
+    // seconds 86_400 as a varint (80 a3 05).
+    assert_eq!(
+        hex::encode(&plain[plain_ext.len()..]),
+        "0180a305",
+        "retention bytes"
+    );
+    assert_eq!(Config::from_plaintext(&plain, "t").unwrap(), c);
+    let mut trailing = plain.clone();
+    trailing.push(0);
+    assert!(Config::from_plaintext(&trailing, "t").is_err());
+    // Out-of-range retentions and unknown modes are refused.
+    let mut zero = plain_ext.clone();
+    zero.extend_from_slice(&unhex("0100"));
+    assert!(Config::from_plaintext(&zero, "t").is_err());
+    let mut mode = plain_ext;
+    mode.extend_from_slice(&unhex("0201"));
+    assert!(Config::from_plaintext(&mode, "t").is_err());
+}

@@ -633,6 +633,7 @@ pub fn seeds() -> Vec<Seed> {
             compression_level: level,
             pack_size: size,
             database_chunking: None,
+            object_lock: None,
         };
         add(
             "fuzz_config",

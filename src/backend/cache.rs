@@ -296,6 +296,14 @@ impl Backend for CachedBackend {
         self.remote.check_may_delete()
     }
 
+    fn enable_object_lock(&self, rule: &super::Retention) -> Result<()> {
+        self.remote.enable_object_lock(rule)
+    }
+
+    fn write_retained(&self, rule: &super::Retention) {
+        self.remote.write_retained(rule)
+    }
+
     fn object_lock(&self) -> Result<Option<super::Retention>> {
         self.remote.object_lock()
     }

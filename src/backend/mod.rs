@@ -24,6 +24,7 @@ use crate::format::id::Id;
 use std::io::Write;
 use std::time::Duration;
 
+pub use crate::format::config::{Retention, RetentionMode};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::S3Backend;
@@ -272,59 +273,25 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
+    /// Puts Object Lock on the location (a new bucket with Object Lock; or
+    /// an existing empty one that has it), so that every object can be
+    /// written under `rule`. Only object stores have it.
+    fn enable_object_lock(&self, _rule: &Retention) -> Result<()> {
+        Err(Error::InvalidInput(format!(
+            "{}: Object Lock needs an S3 bucket (a local folder cannot refuse deletion; see the README's security model)",
+            self.location()
+        )))
+    }
+
+    /// From now on, writes every new object under `rule` (the repository's
+    /// config says so).
+    fn write_retained(&self, _rule: &Retention) {}
+
     /// Removes what writers that died mid-write left behind (temporary
     /// files) and that is older than `min_age`; returns how many. Call it
     /// only when no writer can be alive (under an exclusive lock).
     fn remove_stale_temporaries(&self, _min_age: Duration) -> Result<usize> {
         Ok(0)
-    }
-}
-
-/// How S3 Object Lock retains each new object.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Retention {
-    /// `GOVERNANCE` (users with a special permission may shorten or remove
-    /// it) or `COMPLIANCE` (nobody can, not even the account's root).
-    pub mode: RetentionMode,
-    /// How long, in days.
-    pub days: u32,
-}
-
-/// The two S3 Object Lock retention modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum RetentionMode {
-    /// Users with `s3:BypassGovernanceRetention` may delete early.
-    Governance,
-    /// Nobody may delete before the date.
-    Compliance,
-}
-
-impl RetentionMode {
-    /// The name S3 uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetentionMode::Governance => "GOVERNANCE",
-            RetentionMode::Compliance => "COMPLIANCE",
-        }
-    }
-
-    /// Parses `governance` or `compliance` (any case).
-    pub fn parse(s: &str) -> Result<RetentionMode> {
-        match s.to_ascii_uppercase().as_str() {
-            "GOVERNANCE" => Ok(RetentionMode::Governance),
-            "COMPLIANCE" => Ok(RetentionMode::Compliance),
-            _ => Err(Error::InvalidInput(format!(
-                "retention mode {s:?}: use governance or compliance"
-            ))),
-        }
-    }
-}
-
-impl Retention {
-    /// Its length in seconds.
-    pub fn seconds(&self) -> i64 {
-        i64::from(self.days) * 86_400
     }
 }
 

@@ -265,6 +265,9 @@ pub struct S3Backend {
     transport: Transport,
     /// The bucket's Object Lock default retention, once asked.
     object_lock: std::sync::OnceLock<Option<Retention>>,
+    /// The retention every write carries (the repository's config asks
+    /// for it).
+    write_retention: std::sync::OnceLock<Retention>,
     /// Whether the bucket keeps versions, once asked.
     versioning: std::sync::OnceLock<bool>,
     /// Reads of these keys go to this version (the original of an
@@ -350,6 +353,7 @@ impl S3Backend {
             options,
             transport,
             object_lock: std::sync::OnceLock::new(),
+            write_retention: std::sync::OnceLock::new(),
             versioning: std::sync::OnceLock::new(),
             pinned: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
@@ -743,6 +747,9 @@ impl Backend for S3Backend {
     }
 
     fn write(&self, h: Handle, bytes: &[u8]) -> Result<()> {
+        if let Some(rule) = self.write_retention.get() {
+            return self.put_retained(h, bytes, rule);
+        }
         let key = Self::key(h);
         let w = self
             .op(h)
@@ -776,7 +783,21 @@ impl Backend for S3Backend {
     }
 
     fn object_lock(&self) -> Result<Option<Retention>> {
+        if let Some(rule) = self.write_retention.get() {
+            return Ok(Some(rule.clone()));
+        }
         self.lock_configuration()
+    }
+
+    fn enable_object_lock(&self, rule: &Retention) -> Result<()> {
+        self.ensure_bucket(true)?;
+        self.set_default_retention(rule)
+    }
+
+    fn write_retained(&self, rule: &Retention) {
+        let _ = self.write_retention.set(rule.clone());
+        // Retained objects are versioned: deleting one means its versions.
+        let _ = self.versioning.set(true);
     }
 
     fn retained_until(&self, h: Handle) -> Result<Option<i64>> {

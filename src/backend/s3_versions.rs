@@ -115,9 +115,10 @@ impl S3Backend {
                             .map(|y| y.saturating_mul(365))
                     });
                 match (enabled, mode, days) {
-                    (true, Ok(Some(mode)), Some(days)) if days > 0 => {
-                        Some(Retention { mode, days })
-                    }
+                    (true, Ok(Some(mode)), Some(days)) if days > 0 => Some(Retention {
+                        mode,
+                        seconds: u64::from(days) * 86_400,
+                    }),
                     // Object Lock without a default retention: objects are
                     // versioned but not retained; cairn treats it as off.
                     _ => None,
@@ -132,13 +133,22 @@ impl S3Backend {
         Ok(rule)
     }
 
-    /// Turns Object Lock's default retention on for the bucket (which must
-    /// have been created with Object Lock).
+    /// Sets the bucket's Object Lock configuration (the bucket must have
+    /// been created with Object Lock): a default retention of `rule` when
+    /// it is a whole number of days, else none (cairn sets the retention of
+    /// each object it writes anyway).
     pub fn set_default_retention(&self, rule: &Retention) -> Result<()> {
+        let default = if rule.seconds.is_multiple_of(86_400) {
+            format!(
+                "<Rule><DefaultRetention><Mode>{}</Mode><Days>{}</Days></DefaultRetention></Rule>",
+                rule.mode.as_str(),
+                rule.seconds / 86_400
+            )
+        } else {
+            String::new()
+        };
         let body = format!(
-            "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>{}</Mode><Days>{}</Days></DefaultRetention></Rule></ObjectLockConfiguration>",
-            rule.mode.as_str(),
-            rule.days
+            "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ObjectLockEnabled>Enabled</ObjectLockEnabled>{default}</ObjectLockConfiguration>"
         )
         .into_bytes();
         let headers = [("content-md5", content_md5(&body))];
@@ -155,6 +165,53 @@ impl S3Backend {
                 )))
             }
             _ => Err(self.answer_error("set the bucket's Object Lock retention", &r)),
+        }
+    }
+
+    /// Writes one object with its retention (and, where asked for, only
+    /// if no object of that name exists), retrying what a retry may fix.
+    pub(super) fn put_retained(&self, h: Handle, bytes: &[u8], rule: &Retention) -> Result<()> {
+        let until = chrono::Utc::now()
+            .timestamp()
+            .saturating_add(rule.seconds());
+        let date = chrono::DateTime::from_timestamp(until, 0)
+            .ok_or_else(|| Error::InvalidInput("retention date out of range".into()))?
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut headers = vec![
+            ("content-md5", content_md5(bytes)),
+            ("x-amz-object-lock-mode", rule.mode.as_str().to_string()),
+            ("x-amz-object-lock-retain-until-date", date),
+        ];
+        if self.options.if_none_match {
+            headers.push(("if-none-match", "*".to_string()));
+        }
+        if let (Handle::File(FileKind::Pack, _), Some(class)) = (h, &self.options.storage_class) {
+            headers.push(("x-amz-storage-class", class.clone()));
+        }
+        let url = self.url(Some(&Self::key(h)), "");
+        let mut attempt = 0;
+        loop {
+            let r = self.signed_request("PUT", &url, &headers, bytes.to_vec());
+            let retry = match &r {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) if r.status == 412 => {
+                    return Err(Error::AlreadyExists(format!(
+                        "{}: a file of that name already exists; not replaced",
+                        h.rel_path()
+                    )));
+                }
+                Ok(r) => r.status >= 500 || r.status == 429,
+                Err(_) => true,
+            };
+            if !retry || attempt >= self.options.retries {
+                return match r {
+                    Ok(r) => Err(self.answer_error(&format!("write {}", h.rel_path()), &r)),
+                    Err(e) => Err(e),
+                };
+            }
+            attempt += 1;
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt.min(5)));
         }
     }
 
@@ -249,7 +306,7 @@ impl S3Backend {
 
     /// When the retention of `h`'s current version ends, if it has one.
     pub(super) fn retention_of(&self, h: Handle) -> Result<Option<i64>> {
-        if self.lock_configuration()?.is_none() {
+        if self.write_retention.get().is_none() && self.lock_configuration()?.is_none() {
             return Ok(None);
         }
         let now = chrono::Utc::now().timestamp();

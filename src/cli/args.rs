@@ -85,7 +85,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   cairn -r /srv/backup/repo init
   cairn -r s3:https://s3.example.com/backups/app init
-  cairn -r s3:my-bucket/app init --from-repo /srv/backup/repo --copy-chunker-params")]
+  cairn -r s3:my-bucket/app init --from-repo /srv/backup/repo --copy-chunker-params
+  cairn -r s3:my-locked-bucket/app init --object-lock 30d      # ransomware-resistant")]
     Init(InitArgs),
     /// Back up files and directories into a new snapshot
     #[command(after_help = "Examples:
@@ -519,6 +520,19 @@ pub struct InitArgs {
     /// or cdc:MIN:AVG:MAX (content-defined cuts at page boundaries, in pages)
     #[arg(long, default_value = "fixed:1", value_name = "SPEC")]
     pub db_chunking: String,
+    /// S3 only: keep every object under Object Lock retention for this long (e.g. 30d);
+    /// creates the bucket with Object Lock (an existing bucket must have it)
+    #[arg(long, value_name = "DURATION")]
+    pub object_lock: Option<String>,
+    /// Object Lock mode: compliance (nobody can delete early, not even the account's root)
+    /// or governance (users allowed to bypass it can)
+    #[arg(
+        long,
+        default_value = "compliance",
+        value_name = "MODE",
+        requires = "object_lock"
+    )]
+    pub object_lock_mode: String,
     #[command(flatten)]
     pub kdf: KdfArgs,
 }

@@ -194,6 +194,15 @@ fn init(ctx: &Ctx, a: &InitArgs) -> Result<i32> {
             .ok_or_else(|| anyhow!("pack size too large"))?,
         kdf: kdf(&a.kdf)?,
         database_chunking: cmd::init::parse_db_chunking(&a.db_chunking)?,
+        object_lock: match &a.object_lock {
+            None => None,
+            Some(d) => Some(cairn::format::config::Retention {
+                mode: cairn::format::config::RetentionMode::parse(&a.object_lock_mode)?,
+                seconds: cairn::timespec::parse_duration(d)
+                    .context("--object-lock")?
+                    .as_secs(),
+            }),
+        },
     };
     let conn = repository::connect(ctx.location()?, &ctx.backend_options()?)?;
     if conn.exists_or_no_bucket()? {
@@ -734,7 +743,7 @@ fn print_prune_report(ctx: &Ctx, r: &cmd::prune::PruneReport) -> Result<()> {
             writeln!(
                 out,
                 "prune {verb} delete {} packs, repack {} packs, remove {} unindexed packs; {} unused left in kept packs",
-                r.packs_deleted,
+                r.packs_deleted.saturating_sub(r.packs_retained),
                 r.packs_repacked,
                 r.packs_unindexed,
                 bytes(r.bytes_unused_kept)
@@ -762,6 +771,22 @@ fn print_prune_report(ctx: &Ctx, r: &cmd::prune::PruneReport) -> Result<()> {
                 out,
                 "{} marked packs are needed again (a backup ran meanwhile) and stay",
                 r.packs_revived
+            )?;
+        }
+        if r.packs_retained > 0 || r.index_files_retained > 0 {
+            writeln!(
+                out,
+                "{} packs and {} index files are still under Object Lock retention (until {}); a prune after that deletes them",
+                r.packs_retained,
+                r.index_files_retained,
+                r.retained_until.as_deref().unwrap_or("?")
+            )?;
+        }
+        if r.retention_extended > 0 || r.hidden_versions_deleted > 0 {
+            writeln!(
+                out,
+                "Object Lock: retention extended for {} objects kept snapshots need; {} retained versions of removed files deleted ({} still retained)",
+                r.retention_extended, r.hidden_versions_deleted, r.hidden_versions_waiting
             )?;
         }
         if let Some(when) = &r.next_deletion {

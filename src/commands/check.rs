@@ -862,10 +862,11 @@ fn report_unused(
     rep: &mut CheckReport,
     found: &Findings,
 ) {
+    // Blobs of packs marked for deletion are accounted for already.
     let unused: Vec<_> = repo
         .index()
         .iter()
-        .filter(|(id, _, _)| !found.used.contains(id))
+        .filter(|(id, pack, _)| !found.used.contains(id) && packs.contains_key(pack))
         .collect();
     rep.unused_blobs = unused.len() as u64;
     if found.walk_incomplete && found.unindexed_packs > 0 {

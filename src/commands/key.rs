@@ -27,6 +27,7 @@ pub fn passwd<S>(repo: &Repository<S>, password: &[u8], kdf: KdfParams) -> Resul
 /// Removes the key whose id starts with `prefix` (not the one in use);
 /// returns its id.
 pub fn remove<S>(repo: &Repository<S>, prefix: &str) -> Result<Id> {
+    repo.check_may_delete("key remove")?;
     let id = repo.find_file(FileKind::Key, prefix)?;
     repo.remove_key(&id)?;
     Ok(id)

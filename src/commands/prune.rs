@@ -281,8 +281,6 @@ struct Due {
     index_files: Vec<Id>,
     /// Packs the new index marks for deletion.
     marked: Vec<MarkedPack>,
-    /// Delete at once.
-    instant: bool,
 }
 
 impl Due {
@@ -300,7 +298,6 @@ impl Due {
             packs: Vec::new(),
             index_files: Vec::new(),
             marked: Vec::new(),
-            instant: opts.instant_delete,
         };
         let newly: Vec<MarkedPack> = plans
             .iter()
@@ -347,9 +344,13 @@ impl Due {
                 .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
         });
         for id in &s.index_files {
-            if let Some(since) = s.superseded_since.get(id)
-                && (opts.instant_delete || *since <= deadline)
-            {
+            // With `--instant-delete` every file there was goes: the new
+            // index supersedes them all.
+            let superseded_long = s
+                .superseded_since
+                .get(id)
+                .is_some_and(|since| *since <= deadline);
+            if opts.instant_delete || superseded_long {
                 due.index_files.push(*id);
             }
         }
@@ -797,18 +798,12 @@ fn execute(
 
     // 3. Index files superseded for long enough go (with `--instant-delete`
     //    all superseded files).
-    let old_index: Vec<Handle> = if due.instant {
-        supersedes
-            .iter()
-            .filter(|id| !new_ids.contains(id))
-            .map(|id| Handle::new(FileKind::Index, *id))
-            .collect()
-    } else {
-        due.index_files
-            .iter()
-            .map(|id| Handle::new(FileKind::Index, *id))
-            .collect()
-    };
+    let old_index: Vec<Handle> = due
+        .index_files
+        .iter()
+        .filter(|id| !new_ids.contains(id))
+        .map(|id| Handle::new(FileKind::Index, *id))
+        .collect();
     remove_all(repo, &old_index)?;
     report.index_files_deleted = old_index.len();
     // 4. Then the packs whose time has come.

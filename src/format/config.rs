@@ -34,6 +34,70 @@ pub struct Config {
     /// extension block (format-spec/v1-databases.md).
     #[serde(skip)]
     pub database_chunking: Option<DatabaseChunking>,
+    /// S3 Object Lock: every object is written under this retention
+    /// (format-spec/v1-locks-prune.md). Travels after the extension block.
+    #[serde(skip)]
+    pub object_lock: Option<Retention>,
+}
+
+/// How long every object stays retained under S3 Object Lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    pub mode: RetentionMode,
+    /// How long, in seconds (at least 1, at most 100 years).
+    pub seconds: u64,
+}
+
+/// The two S3 Object Lock retention modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetentionMode {
+    /// Users with `s3:BypassGovernanceRetention` may delete early.
+    Governance,
+    /// Nobody may delete before the date, not even the account's root.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// The name S3 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionMode::Governance => "GOVERNANCE",
+            RetentionMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// Parses `governance` or `compliance` (any case).
+    pub fn parse(s: &str) -> Result<RetentionMode> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "GOVERNANCE" => Ok(RetentionMode::Governance),
+            "COMPLIANCE" => Ok(RetentionMode::Compliance),
+            _ => Err(Error::InvalidInput(format!(
+                "retention mode {s:?}: use governance or compliance"
+            ))),
+        }
+    }
+}
+
+impl Retention {
+    /// The longest retention accepted: 100 years.
+    pub const MAX_SECONDS: u64 = 100 * 366 * 86_400;
+
+    /// Its length in seconds, as a signed number for time arithmetic.
+    pub fn seconds(&self) -> i64 {
+        self.seconds.min(Self::MAX_SECONDS) as i64
+    }
+
+    /// Checks the bounds.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(1..=Self::MAX_SECONDS).contains(&self.seconds) {
+            return Err(format!(
+                "object lock retention of {} seconds out of range (1 second to 100 years)",
+                self.seconds
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The config extension block.
@@ -59,6 +123,7 @@ impl Config {
             compression_level,
             pack_size,
             database_chunking: Some(DatabaseChunking::DEFAULT),
+            object_lock: None,
         };
         c.validate().map_err(Error::InvalidInput)?;
         Ok(c)
@@ -85,6 +150,12 @@ impl Config {
         if let Some(d) = &self.database_chunking {
             d.validate()?;
         }
+        if let Some(r) = &self.object_lock {
+            if self.database_chunking.is_none() {
+                return Err("object lock retention without the extension block".into());
+            }
+            r.validate()?;
+        }
         Ok(())
     }
 
@@ -101,6 +172,9 @@ impl Config {
             plain.extend_from_slice(&envelope::to_postcard(&ConfigExt {
                 database_chunking: d,
             })?);
+            if let Some(r) = &self.object_lock {
+                plain.extend_from_slice(&envelope::to_postcard(r)?);
+            }
         }
         Ok(plain)
     }
@@ -113,8 +187,14 @@ impl Config {
 
     /// Decodes and validates the plaintext of a config file.
     pub fn from_plaintext(plain: &[u8], what: &str) -> Result<Config> {
-        let (mut c, ext) = envelope::from_postcard_ext::<Config, ConfigExt>(plain, what)?;
-        c.database_chunking = ext.map(|e| e.database_chunking);
+        let (mut c, rest) = postcard::take_from_bytes::<Config>(plain)
+            .map_err(|e| Error::corrupt(what, format!("malformed content: {e}")))?;
+        if !rest.is_empty() {
+            // The extension block, optionally followed by the retention.
+            let (ext, lock) = envelope::from_postcard_ext::<ConfigExt, Retention>(rest, what)?;
+            c.database_chunking = Some(ext.database_chunking);
+            c.object_lock = lock;
+        }
         c.validate().map_err(|p| Error::corrupt(what, p))?;
         Ok(c)
     }

@@ -56,6 +56,9 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// How database files are chunked.
     pub database_chunking: DatabaseChunking,
+    /// S3 Object Lock: keep every object under this retention (the bucket
+    /// is created with Object Lock, or must have it).
+    pub object_lock: Option<crate::format::config::Retention>,
 }
 
 impl Default for InitOptions {
@@ -66,6 +69,7 @@ impl Default for InitOptions {
             pack_size: Config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::DEFAULT,
             database_chunking: DatabaseChunking::DEFAULT,
+            object_lock: None,
         }
     }
 }
@@ -207,8 +211,13 @@ impl Connection {
         let backend = self.backend;
         let mut config = Config::new(opts.chunker, opts.compression_level, opts.pack_size)?;
         config.database_chunking = Some(opts.database_chunking);
+        config.object_lock = opts.object_lock.clone();
         config.validate().map_err(Error::InvalidInput)?;
         let chunker = Chunker::new(config.chunker, &key.chunker).map_err(Error::InvalidInput)?;
+        if let Some(rule) = &config.object_lock {
+            backend.enable_object_lock(rule)?;
+            backend.write_retained(rule);
+        }
         backend.create()?;
         let kf = KeyFile::create(
             &key,
@@ -321,6 +330,9 @@ fn finish_open(
     };
     let chunker =
         Chunker::new(config.chunker, &key.chunker).map_err(|p| Error::corrupt("config", p))?;
+    if let Some(rule) = &config.object_lock {
+        backend.write_retained(rule);
+    }
     let backend = with_cache(backend, &config, &options)?;
     Ok(Repository::from_core(Core {
         backend,
