@@ -222,6 +222,7 @@ corpus_tests! {
     corpus_content_list => "fuzz_content_list",
     corpus_lock => "fuzz_lock",
     corpus_wal => "fuzz_wal",
+    corpus_forget => "fuzz_forget",
 }
 
 /// The generator and the decoders agree: freshly generated seeds decode too

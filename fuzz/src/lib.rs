@@ -73,6 +73,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fuzz_blob", blob),
     ("fuzz_content_list", content_list),
     ("fuzz_wal", wal),
+    ("fuzz_forget", forget),
 ];
 
 /// Splits off the selector byte.
@@ -400,6 +401,29 @@ pub fn lock(data: &[u8]) -> bool {
     let _ = cairn::repository::lock::is_stale(&l, "fuzz-host");
     let again = LockInfo::decode(&key, &l.encode(&key).expect("encode"), WHAT);
     assert_eq!(again.expect("re-decode"), l);
+    true
+}
+
+/// Forget record: the first byte selects a sealed file (even) or a bare
+/// plaintext (odd, sealed here).
+pub fn forget(data: &[u8]) -> bool {
+    use cairn::format::forget::{ForgetRecord, MAGIC, MAX_SNAPSHOTS};
+    let Some((sel, rest)) = select(data) else {
+        return false;
+    };
+    let key = fixed_key();
+    let decoded = if sel & 1 == 0 {
+        ForgetRecord::decode(&key, rest, WHAT)
+    } else {
+        let sealed = cairn::format::envelope::seal_plain(&key, MAGIC, rest).expect("seal");
+        ForgetRecord::decode(&key, &sealed, WHAT)
+    };
+    let Ok(r) = decoded else {
+        return false;
+    };
+    assert!(r.snapshots.len() <= MAX_SNAPSHOTS);
+    let again = ForgetRecord::decode(&key, &r.encode(&key).expect("encode"), WHAT);
+    assert_eq!(again.expect("re-decode"), r);
     true
 }
 
@@ -880,6 +904,24 @@ pub fn seeds() -> Vec<Seed> {
         "fuzz_lock",
         "plain",
         framed(1, &to_postcard(&lock).expect("encode")),
+    );
+
+    // Forget records.
+    let forget = cairn::format::forget::ForgetRecord {
+        time: 1_767_225_600,
+        hostname: "host".into(),
+        username: "user".into(),
+        snapshots: vec![Id::of_file(b"snapshot 1"), Id::of_file(b"snapshot 2")],
+    };
+    add(
+        "fuzz_forget",
+        "sealed",
+        framed(0, &forget.encode(&key).expect("encode")),
+    );
+    add(
+        "fuzz_forget",
+        "plain",
+        framed(1, &to_postcard(&forget).expect("encode")),
     );
     out
 }

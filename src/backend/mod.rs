@@ -45,17 +45,20 @@ pub enum FileKind {
     /// `wal/<id>`: records of archived PostgreSQL WAL files, named by a
     /// keyed hash of the cluster and file name (not content-addressed).
     Wal,
+    /// `forgotten/<id>`: which snapshots a `forget` removed.
+    Forget,
 }
 
 impl FileKind {
     /// Every kind, in the order a repository lists them.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::Key,
         FileKind::Snapshot,
         FileKind::Index,
         FileKind::Pack,
         FileKind::Lock,
         FileKind::Wal,
+        FileKind::Forget,
     ];
 
     /// Folder name under the repository root.
@@ -67,6 +70,7 @@ impl FileKind {
             FileKind::Pack => "data",
             FileKind::Lock => "locks",
             FileKind::Wal => "wal",
+            FileKind::Forget => "forgotten",
         }
     }
 
@@ -79,6 +83,7 @@ impl FileKind {
             FileKind::Pack => "pack",
             FileKind::Lock => "lock",
             FileKind::Wal => "WAL record",
+            FileKind::Forget => "forget record",
         }
     }
 }

@@ -148,6 +148,9 @@ pub enum Problem {
     Stale(String),
     /// Archived WAL that is damaged, or missing where a base backup needs it.
     Wal(String),
+    /// What this client saw before and the repository no longer shows
+    /// (rollback detection).
+    Rollback(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -167,6 +170,7 @@ impl std::fmt::Display for Problem {
             } => write!(f, "snapshot {snapshot}: {count} damaged: {first}"),
             Problem::Stale(s) => write!(f, "stale backup: {s}"),
             Problem::Wal(s) => write!(f, "WAL: {s}"),
+            Problem::Rollback(s) => f.write_str(s),
         }
     }
 }
@@ -204,6 +208,10 @@ pub struct CheckReport {
     /// each cluster (absent when the repository holds no WAL).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal: Option<WalSummary>,
+    /// What this client saw before and the repository no longer shows:
+    /// snapshots without a forget record, an older index (rollback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<crate::repository::rollback::Rollback>,
 }
 
 /// What `check` reports about archived WAL.
@@ -274,6 +282,13 @@ pub fn check_unlocked<S>(repo: &Repository<S>, opts: &CheckOptions) -> Result<Ch
     // Snapshots first: a backup running meanwhile writes its index before
     // its snapshot, so every snapshot seen has its blobs in the index.
     let snapshots = load_snapshots(repo, &mut rep)?;
+    let seen = crate::repository::index::index_seen(repo.core_ref())?;
+    let rollback = repo.detect_rollback(&snapshots, Some(&seen))?;
+    rep.errors
+        .extend(rollback.lines().into_iter().map(Problem::Rollback));
+    if rollback.detected() {
+        rep.rollback = Some(rollback);
+    }
     let (repo, packs, marked) = load_index(repo, &mut rep)?;
     check_packs(&repo, &packs, &marked, opts, &mut rep, &mut found)?;
     for (sid, s) in &snapshots {

@@ -78,6 +78,9 @@ pub fn plan(
 
 /// Deletes snapshot files. The caller holds an exclusive lock.
 pub fn remove_snapshots<S>(repo: &Repository<S>, ids: &[Id]) -> Result<()> {
+    // First a sealed record of what goes, so that clients that saw these
+    // snapshots know they were forgotten, not rolled back.
+    repo.record_forget(ids)?;
     for id in ids {
         repo.remove_snapshot(id)?;
     }

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 pub use crate::format::snapshot::{CheckKind, DatabaseRecord, Snapshot, Summary};
 
 /// The snapshots passing `filter`, oldest first (under a shared lock).
+/// Warns when snapshots this client saw before have disappeared
+/// (rollback detection).
 pub fn list<S>(repo: &Repository<S>, filter: &SnapshotFilter) -> Result<Vec<(Id, Snapshot)>> {
-    Ok(repo
-        .load_snapshots()?
-        .into_iter()
-        .filter(|(_, s)| filter.matches(s))
-        .collect())
+    let all = repo.load_snapshots()?;
+    repo.warn_rollback(&all)?;
+    Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect())
 }
 
 /// Which snapshot fields form a group.

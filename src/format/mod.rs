@@ -18,6 +18,7 @@ pub mod config;
 pub mod content;
 pub mod crypto;
 pub mod envelope;
+pub mod forget;
 pub mod id;
 pub mod index;
 pub mod keyfile;

@@ -218,6 +218,32 @@ pub(crate) fn marked_packs(core: &Core) -> Result<Vec<MarkedPack>> {
     )
 }
 
+/// The live index files and the newest time a prune or repair wrote into
+/// them (rollback detection).
+pub(crate) fn index_seen(core: &Core) -> Result<super::rollback::IndexSeen> {
+    type Acc = (Vec<Id>, i64, Vec<Id>, Vec<Id>);
+    let live = fold_live(
+        core,
+        OnDamage::Collect,
+        || (Vec::new(), 0i64, Vec::new(), Vec::new()),
+        |(ids, newest, written, superseded): &mut Acc, id, f| {
+            ids.push(id);
+            superseded.extend(f.supersedes.iter().copied());
+            if let Some(p) = &f.prune {
+                *newest = (*newest).max(p.time);
+                written.push(id);
+            }
+        },
+    )?;
+    let (live, newest_time, written_by_prune, superseded) = live.value;
+    Ok(super::rollback::IndexSeen {
+        live,
+        newest_time,
+        written_by_prune,
+        superseded,
+    })
+}
+
 /// Loads [`PruneState`].
 pub(crate) fn load_prune_state(core: &Core) -> Result<PruneState> {
     type Acc = (

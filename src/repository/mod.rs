@@ -24,6 +24,7 @@ mod original;
 pub mod packer;
 pub mod packs;
 pub mod reachable;
+pub mod rollback;
 mod session;
 pub mod snapshots;
 pub mod wal;

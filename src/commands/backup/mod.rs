@@ -391,7 +391,9 @@ fn run<S>(
         (repo, snapshots)
     });
     let mut repo = repo?;
-    let parent = find_parent(&repo, snapshots?, opts, &host, &paths)?;
+    let snapshots = snapshots?;
+    repo.warn_rollback(&snapshots)?;
+    let parent = find_parent(&repo, snapshots, opts, &host, &paths)?;
     let delta_plans = plan_deltas(&mut repo, &sources, parent.as_ref())?;
     let page_plans = plan_page_deltas(&mut repo, opts, &sources, parent.as_ref())?;
     let repo = &repo;
@@ -443,6 +445,7 @@ fn run<S>(
     };
     // Last: everything the snapshot references is durable now.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
+    repo.remember_snapshot(&snapshot_id);
     Ok(BackupReport {
         snapshot_id,
         snapshot,
