@@ -474,8 +474,9 @@ fn prune_killed_at_any_moment_loses_nothing() {
         rounds.len()
     );
 
-    // A rerun completes the job and leaves a clean repository.
-    prune(&env, &[]);
+    // A rerun completes the job and (tolerating no unused space) leaves a
+    // clean repository.
+    prune(&env, &["--max-unused", "0%"]);
     assert_clean_and_restorable(&env, &snaps);
     assert!(env.lock_files().is_empty(), "stale locks are cleaned up");
     let index = env.index_packs();
@@ -1045,7 +1046,8 @@ fn lock_free_prune_killed_at_every_step_while_backups_run() {
         env.verify_all(&snaps[forgotten..]);
     }
     // Two more runs finish every job; then nothing unused is left.
-    prune_default(&env, &["--delete-grace", "0s"]);
-    prune_default(&env, &["--delete-grace", "0s"]);
+    let args = ["--delete-grace", "0s", "--max-unused", "0%"];
+    prune_default(&env, &args);
+    prune_default(&env, &args);
     assert_clean_and_restorable(&env, &snaps[forgotten..]);
 }

@@ -296,6 +296,16 @@ impl Backend for CachedBackend {
         self.remote.check_may_delete()
     }
 
+    fn remove_batch(&self, hs: &[Handle]) -> Result<()> {
+        self.remote.remove_batch(hs)?;
+        for h in hs {
+            if let Some(p) = self.path(*h) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(())
+    }
+
     fn enable_object_lock(&self, rule: &super::Retention) -> Result<()> {
         self.remote.enable_object_lock(rule)
     }

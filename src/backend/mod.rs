@@ -213,6 +213,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// error. When this returns `Ok`, the removal is durable.
     fn remove(&self, h: Handle) -> Result<()>;
 
+    /// Removes several files, as [`Backend::remove`] does each (an object
+    /// store deletes many with one request).
+    fn remove_batch(&self, hs: &[Handle]) -> Result<()> {
+        for h in hs {
+            self.remove(*h)?;
+        }
+        Ok(())
+    }
+
     /// Fails with [`Error::PermissionDenied`] when these credentials may
     /// not remove files (backup-only credentials), changing nothing; a
     /// command that deletes asks before it writes anything.

@@ -782,6 +782,33 @@ impl Backend for S3Backend {
             .map_err(|e| self.err(h, "delete", e))
     }
 
+    fn remove_batch(&self, hs: &[Handle]) -> Result<()> {
+        // Versions are deleted one by one; otherwise one request deletes
+        // up to 1,000 objects.
+        if hs.is_empty() {
+            return Ok(());
+        }
+        if self.versioned()? {
+            for h in hs {
+                self.remove(*h)?;
+            }
+            return Ok(());
+        }
+        let (packs, other): (Vec<Handle>, Vec<Handle>) = hs
+            .iter()
+            .partition(|h| matches!(h, Handle::File(FileKind::Pack, _)));
+        for group in [packs, other] {
+            let Some(first) = group.first().copied() else {
+                continue;
+            };
+            let keys: Vec<String> = group.iter().map(|h| Self::key(*h)).collect();
+            self.rt
+                .block_on(self.op(first).delete_iter(keys))
+                .map_err(|e| self.err(first, "delete", e))?;
+        }
+        Ok(())
+    }
+
     fn object_lock(&self) -> Result<Option<Retention>> {
         if let Some(rule) = self.write_retention.get() {
             return Ok(Some(rule.clone()));

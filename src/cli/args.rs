@@ -876,7 +876,8 @@ pub struct ForgetArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PruneArgs {
-    /// Repack packs whose unused share is above this (percent)
+    /// Unused space to tolerate in the repository after prune (percent of it); the packs
+    /// with the most unused space are repacked until what is left is within it
     #[arg(long, default_value = "5%", value_name = "PERCENT")]
     pub max_unused: String,
     /// Also repack small packs into full ones

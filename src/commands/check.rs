@@ -916,18 +916,24 @@ fn report_unused(
 fn what_prune_frees(packs: &BTreeMap<Id, IndexPack>, used: &HashSet<Id>) -> (u64, u64) {
     let max_unused = crate::commands::prune::PruneOptions::default().max_unused;
     let mut claimed = HashSet::new();
-    let (mut freed, mut kept) = (0u64, 0u64);
-    for p in packs.values() {
-        let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
-        for e in &p.blobs {
-            if used.contains(&e.id) && claimed.insert(e.id) {
-                used_bytes += u64::from(e.length);
-            } else {
-                unused_bytes += u64::from(e.length);
+    let shares: Vec<(u64, u64)> = packs
+        .values()
+        .map(|p| {
+            let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
+            for e in &p.blobs {
+                if used.contains(&e.id) && claimed.insert(e.id) {
+                    used_bytes += u64::from(e.length);
+                } else {
+                    unused_bytes += u64::from(e.length);
+                }
             }
-        }
-        let share = unused_bytes as f64 / (used_bytes + unused_bytes).max(1) as f64;
-        if used_bytes == 0 || share > max_unused {
+            (used_bytes, unused_bytes)
+        })
+        .collect();
+    let chosen = crate::commands::prune::choose_repacks(&shares, max_unused);
+    let (mut freed, mut kept) = (0u64, 0u64);
+    for (&(used_bytes, unused_bytes), repack) in shares.iter().zip(chosen) {
+        if used_bytes == 0 || repack {
             freed += unused_bytes;
         } else {
             kept += unused_bytes;

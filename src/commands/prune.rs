@@ -46,7 +46,9 @@ mod retention;
 /// How aggressively to reclaim space.
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
-    /// Repack a pack when more than this fraction of it is unused (0.0..=1.0).
+    /// Unused space to tolerate in the repository after prune, as a
+    /// fraction of it (0.0..=1.0): the packs with the largest unused share
+    /// are repacked until what is left is within it (as restic does).
     pub max_unused: f64,
     /// Also repack packs smaller than a quarter of the target pack size.
     pub repack_small: bool,
@@ -213,20 +215,95 @@ struct PackPlan {
     pack: IndexPack,
     action: Action,
     keep: Vec<bool>,
+    /// Chosen for repacking by the unused-space rule.
+    wasteful: bool,
+}
+
+/// Which partly used packs to repack so that the unused space left in the
+/// repository is at most `max_unused` of it (restic's rule): given each
+/// pack's (used, unused) bytes, the packs with the largest unused share
+/// first, until what is left is within the limit. Wholly unused packs
+/// (deleted anyway) are never chosen.
+pub(crate) fn choose_repacks(shares: &[(u64, u64)], max_unused: f64) -> Vec<bool> {
+    let mut chosen = vec![false; shares.len()];
+    if max_unused >= 1.0 {
+        return chosen;
+    }
+    let used: u64 = shares.iter().map(|(u, _)| u).sum();
+    let mut unused: u64 = shares.iter().filter(|(u, _)| *u > 0).map(|(_, n)| n).sum();
+    // Unused at most `max_unused` of (used + unused).
+    let limit = (used as f64 * max_unused / (1.0 - max_unused)) as u64;
+    let mut order: Vec<usize> = (0..shares.len())
+        .filter(|&i| shares[i].0 > 0 && shares[i].1 > 0)
+        .collect();
+    let share = |i: usize| shares[i].1 as f64 / (shares[i].0 + shares[i].1) as f64;
+    order.sort_by(|&a, &b| share(b).total_cmp(&share(a)).then(a.cmp(&b)));
+    for i in order {
+        if unused <= limit {
+            break;
+        }
+        chosen[i] = true;
+        unused -= shares[i].1;
+    }
+    chosen
 }
 
 /// Runs prune under the lock that keeps deleting commands apart (backups
 /// may run meanwhile).
 pub fn prune<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
     repo.check_may_delete("prune")?;
-    let _lock = repo.lock_exclusive()?;
-    prune_unlocked(repo, opts)
+    // The snapshots and WAL records are read while the lock is taken: a
+    // `forget` that still held it meanwhile only removes snapshots, so
+    // what is read is at worst more than there is (prune keeps more). The
+    // index is loaded only under the lock.
+    let plain = repo.without_index();
+    let (lock, refs) = std::thread::scope(|s| {
+        let refs = s.spawn(|| load_references(&plain));
+        let lock = repo.lock_exclusive();
+        let refs = refs
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidInput("snapshot reader panicked".into())));
+        (lock, refs)
+    });
+    let _lock = lock?;
+    prune_with(repo, opts, refs?)
+}
+
+/// What keeps data alive: every snapshot (hidden ones too) and every
+/// archived WAL record.
+type References = (
+    crate::repository::SnapshotSet,
+    crate::repository::wal::WalRecords,
+);
+
+/// Loads the snapshots and the WAL records side by side.
+fn load_references(plain: &Repository<crate::repository::NoIndex>) -> Result<References> {
+    let (snapshots, wal) = std::thread::scope(|s| {
+        let wal = s.spawn(|| plain.load_wal_records());
+        let snapshots = plain.load_snapshot_set();
+        let wal = wal
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidInput("WAL reader panicked".into())));
+        (snapshots, wal)
+    });
+    Ok((snapshots?, wal?))
 }
 
 /// Runs prune; the caller holds the exclusive lock.
 pub fn prune_unlocked<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport> {
+    let refs = load_references(&repo.without_index())?;
+    prune_with(repo, opts, refs)
+}
+
+/// Runs prune with the references already loaded; the caller holds the
+/// exclusive lock.
+fn prune_with<S>(
+    repo: &Repository<S>,
+    opts: &PruneOptions,
+    refs: References,
+) -> Result<PruneReport> {
     let now = chrono::Utc::now().timestamp();
-    let survey = survey(repo, opts)?;
+    let survey = survey(repo, opts, refs)?;
     let (plans, mut report) = plan(&survey, opts)?;
     let mut due = Due::new(&survey, &plans, opts, now, &mut report);
     let lock_rule = survey.repo.backend().object_lock()?;
@@ -438,22 +515,33 @@ fn for_each_concurrently<T: Send>(
 
 /// Loads the index and the snapshots, finds what they reach and which
 /// packs exist; refuses to go on if the index misses anything they use.
-fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
+fn survey<S>(repo: &Repository<S>, opts: &PruneOptions, refs: References) -> Result<Survey> {
     // Snapshots and WAL records are listed before the index is loaded: a
     // backup writes its index before its snapshot, so every snapshot seen
     // here has its blobs in the index loaded next. Hidden snapshots (left
-    // behind by an interrupted `tag`) are durable references too.
-    let snapshots = repo.load_snapshot_set()?;
-    // Archived WAL is a durable reference too; a record that cannot be read
-    // may reference anything, so nothing is pruned until it is dealt with.
-    let wal = repo.load_wal_records()?;
+    // behind by an interrupted `tag`) are durable references too. Archived
+    // WAL is a durable reference too (loaded alongside); a record that
+    // cannot be read may reference anything, so nothing is pruned until it
+    // is dealt with.
+    let plain = repo.without_index();
+    let (snapshots, wal) = refs;
     if let Some((id, e)) = wal.unreadable.first() {
         return Err(Error::corrupt(
             Handle::new(FileKind::Wal, *id).rel_path(),
             format!("{e}; prune cannot tell what it references (run `cairn check`)"),
         ));
     }
-    let state = load_prune_state(repo.core_ref())?;
+    // The pack files are listed alongside (a pack listed by an index file
+    // loaded here exists: index files are written after their packs).
+    let (state, pack_files) = std::thread::scope(|s| {
+        let packs = s.spawn(|| plain.list_packs());
+        let state = load_prune_state(repo.core_ref());
+        let packs = packs
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidInput("pack lister panicked".into())));
+        (state, packs)
+    });
+    let (state, pack_files) = (state?, pack_files?);
     // Marked packs are in the index too (after the live ones): a snapshot
     // written by a backup that ran while they were marked reads from them.
     let mut index = Index::new();
@@ -489,7 +577,12 @@ fn survey<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<Survey> {
         all_files,
         superseded_since,
     } = state;
-    let size_of: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+    let mut size_of: HashMap<Id, u64> = pack_files.into_iter().collect();
+    // A running backup may have written a pack and its index between the
+    // listing and the index load: list once more before calling it missing.
+    if packs.iter().any(|p| !size_of.contains_key(&p.id)) {
+        size_of = repo.list_packs()?.into_iter().collect();
+    }
     let live_ids: HashSet<Id> = packs.iter().map(|p| p.id).collect();
     // A marked pack holding a used blob that no live pack holds comes back.
     let live_copy = |id: &Id| {
@@ -577,28 +670,35 @@ fn plan(s: &Survey, opts: &PruneOptions) -> Result<(Vec<PackPlan>, PruneReport)>
                 .collect(),
             pack: p.clone(),
             action: Action::Keep,
+            wasteful: false,
         })
         .collect();
     // ... unless it is damaged and another copy is not.
     report.duplicates_checked = secure_survivors(&s.repo, &mut plans, &s.used)?;
     let small = s.repo.config().pack_size as u64 / 4;
-    for p in &mut plans {
-        let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
-        for (e, keep) in p.pack.blobs.iter().zip(&p.keep) {
-            if *keep {
-                used_bytes += e.length as u64;
-            } else {
-                unused_bytes += e.length as u64;
-                report.blobs_unused += 1;
+    let shares: Vec<(u64, u64)> = plans
+        .iter()
+        .map(|p| {
+            let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
+            for (e, keep) in p.pack.blobs.iter().zip(&p.keep) {
+                if *keep {
+                    used_bytes += e.length as u64;
+                } else {
+                    unused_bytes += e.length as u64;
+                }
             }
-        }
+            (used_bytes, unused_bytes)
+        })
+        .collect();
+    let wasteful = choose_repacks(&shares, opts.max_unused);
+    for (i, p) in plans.iter_mut().enumerate() {
+        let (used_bytes, unused_bytes) = shares[i];
+        report.blobs_unused += p.keep.iter().filter(|k| !**k).count() as u64;
         report.bytes_unused += unused_bytes;
-        let total = (used_bytes + unused_bytes).max(1);
+        p.wasteful = wasteful[i];
         p.action = if used_bytes == 0 {
             Action::Delete
-        } else if unused_bytes as f64 / total as f64 > opts.max_unused
-            || (opts.repack_small && size(&p.pack.id) < small)
-        {
+        } else if wasteful[i] || (opts.repack_small && size(&p.pack.id) < small) {
             Action::Repack
         } else {
             report.bytes_unused_kept += unused_bytes;
@@ -751,17 +851,7 @@ fn keep_lone_small_packs(
                 .filter(|(_, k)| !**k)
                 .map(|(e, _)| e.length as u64)
                 .sum();
-            let total: u64 = p
-                .pack
-                .blobs
-                .iter()
-                .map(|e| e.length as u64)
-                .sum::<u64>()
-                .max(1);
-            if p.action == Action::Repack
-                && size(&p.pack.id) < small
-                && unused as f64 / total as f64 <= opts.max_unused
-            {
+            if p.action == Action::Repack && size(&p.pack.id) < small && !p.wasteful {
                 p.action = Action::Keep;
                 report.bytes_unused_kept += unused;
             }
@@ -779,7 +869,7 @@ fn execute(
 ) -> Result<()> {
     let repo = &s.repo;
     // 1. Copy still-used blobs out of packs being repacked.
-    let new_packs = repack(repo, plans)?;
+    let (new_packs, new_bytes) = repack(repo, plans)?;
     report.packs_written = new_packs.len();
 
     // 2. One index for everything that stays or waits, superseding every
@@ -813,26 +903,33 @@ fn execute(
         .map(|id| Handle::new(FileKind::Pack, *id))
         .collect();
     remove_all(repo, &gone)?;
-    report.size_after = repo.list_packs()?.iter().map(|(_, size)| size).sum();
+    // What prune did (packs written by backups meanwhile are not counted).
+    let deleted: u64 = due
+        .packs
+        .iter()
+        .map(|id| s.size_of.get(id).copied().unwrap_or(0))
+        .sum();
+    report.size_after = report.size_before.saturating_sub(deleted) + new_bytes;
     Ok(())
 }
 
 /// Removes files, several at once on a remote store (deletions are
 /// idempotent, and a file already gone is fine).
 fn remove_all(repo: &Repository<FullIndex>, files: &[Handle]) -> Result<()> {
-    let backend = repo.backend().as_ref();
-    for_each_concurrently(backend, files, |h| backend.remove(h)).map(|_| ())
+    repo.backend().remove_batch(files)
 }
 
 /// Writes the used blobs of every pack being repacked into new packs; each
-/// is decrypted and re-hashed before it is trusted. Returns the new packs.
-fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<Vec<IndexPack>> {
-    let packer = Packer::new(repo);
+/// is decrypted and re-hashed before it is trusted. Several ranges are
+/// read at once on a remote store (each request waits on the network).
+/// Returns the new packs.
+fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<(Vec<IndexPack>, u64)> {
+    // The new packs go into the index prune writes next.
+    let packer = Packer::without_index(repo);
+    // Only what is kept is read: neighbouring kept blobs with one request
+    // (small gaps read through), not the whole pack.
+    let mut work: Vec<(Id, Vec<&PackEntry>)> = Vec::new();
     for p in plans.iter().filter(|p| p.action == Action::Repack) {
-        let h = Handle::new(FileKind::Pack, p.pack.id);
-        let what = h.rel_path();
-        // Only what is kept is read: neighbouring kept blobs with one
-        // request (small gaps read through), not the whole pack.
         let kept: Vec<&PackEntry> = p
             .pack
             .blobs
@@ -841,14 +938,73 @@ fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<Vec<IndexP
             .filter(|(_, k)| **k)
             .map(|(e, _)| e)
             .collect();
-        for group in kept.chunk_by(|a, b| b.offset <= a.offset + u64::from(a.length) + REPACK_GAP) {
-            let start = group[0].offset;
-            let last = group[group.len() - 1];
-            let end = last.offset + u64::from(last.length);
-            let bytes = repo
-                .backend()
-                .read_range(h, start, (end - start) as usize)?;
-            for e in group {
+        // Runs of at most REPACK_READ bytes, so that several readers keep
+        // memory bounded and a large pack is read by several at once.
+        let mut run: Vec<&PackEntry> = Vec::new();
+        for e in kept {
+            if let (Some(first), Some(prev)) = (run.first(), run.last()) {
+                let gap_ok = e.offset <= prev.offset + u64::from(prev.length) + REPACK_GAP;
+                let span_ok = e.offset + u64::from(e.length) - first.offset <= REPACK_READ;
+                if !(gap_ok && span_ok) {
+                    work.push((p.pack.id, std::mem::take(&mut run)));
+                }
+            }
+            run.push(e);
+        }
+        if !run.is_empty() {
+            work.push((p.pack.id, run));
+        }
+    }
+    let readers = repo.backend().write_concurrency().clamp(1, 16);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..readers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((pack, group)) = work.get(i) else {
+                        break;
+                    };
+                    if crate::sys::lock(&failed).is_some() {
+                        break;
+                    }
+                    if let Err(e) = copy_group(repo, &packer, *pack, group) {
+                        crate::sys::lock(&failed).get_or_insert(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let packs = packer.finish()?;
+    Ok((packs, packer.pack_file_bytes()))
+}
+
+/// Reads one run of kept blobs of `pack`, checks each and hands it to the
+/// packer (from the pack's original version if the one stored was
+/// overwritten and the storage kept it).
+fn copy_group(
+    repo: &Repository<FullIndex>,
+    packer: &Packer,
+    pack: Id,
+    group: &[&PackEntry],
+) -> Result<()> {
+    let h = Handle::new(FileKind::Pack, pack);
+    let what = h.rel_path();
+    let start = group[0].offset;
+    let last = group[group.len() - 1];
+    let end = last.offset + u64::from(last.length);
+    let read = || -> Result<Vec<(&PackEntry, Vec<u8>)>> {
+        let bytes = repo
+            .backend()
+            .read_range(h, start, (end - start) as usize)?;
+        group
+            .iter()
+            .map(|e| {
                 let from = (e.offset - start) as usize;
                 let encoded = bytes
                     .get(from..from + e.length as usize)
@@ -856,13 +1012,29 @@ fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<Vec<IndexP
                 blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
                     repo.read_base(b)
                 })?;
-                packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
+                Ok((*e, encoded.to_vec()))
+            })
+            .collect()
+    };
+    let blobs = match read() {
+        Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
+            if repo.core_ref().recover_pack(h) {
+                read()?
+            } else {
+                return Err(e);
             }
         }
+        r => r?,
+    };
+    for (e, encoded) in blobs {
+        packer.add_encoded(e.kind, e.id, &encoded, e.raw_length as usize)?;
     }
-    packer.finish()
+    Ok(())
 }
 
 /// Unneeded bytes between kept blobs that repacking reads through rather
 /// than paying another request.
-const REPACK_GAP: u64 = 256 << 10;
+const REPACK_GAP: u64 = 128 << 10;
+
+/// Most bytes one repacking read asks for.
+const REPACK_READ: u64 = 4 << 20;

@@ -373,20 +373,47 @@ impl<S> super::Repository<S> {
         time: i64,
     ) -> Result<Vec<Id>> {
         let ext = |marked: Vec<MarkedPack>| Some(IndexPrune { time, marked });
-        let mut written = Vec::new();
-        for batch in batches(packs, |p| p.blobs.len()) {
-            written.push(self.save_index(&IndexFile {
+        let mut files: Vec<IndexFile> = batches(packs, |p| p.blobs.len())
+            .into_iter()
+            .map(|batch| IndexFile {
                 packs: batch,
                 supersedes: Vec::new(),
                 prune: ext(Vec::new()),
-            })?);
-        }
-        for batch in batches(marked, |m| m.pack.blobs.len().max(1)) {
-            written.push(self.save_index(&IndexFile {
-                packs: Vec::new(),
-                supersedes: Vec::new(),
-                prune: ext(batch),
-            })?);
+            })
+            .collect();
+        files.extend(
+            batches(marked, |m| m.pack.blobs.len().max(1))
+                .into_iter()
+                .map(|batch| IndexFile {
+                    packs: Vec::new(),
+                    supersedes: Vec::new(),
+                    prune: ext(batch),
+                }),
+        );
+        // These are written side by side (on a remote store each waits on
+        // the network); the superseding file only once all are durable.
+        let at_once = self.core.backend.write_concurrency().max(1);
+        let plain = self.without_index();
+        let plain = &plain;
+        let mut written = Vec::new();
+        for group in files.chunks(at_once) {
+            let ids: Vec<Result<Id>> = std::thread::scope(|s| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|f| s.spawn(move || plain.save_index(f)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::InvalidInput("index writer panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for id in ids {
+                written.push(id?);
+            }
         }
         if !supersedes.is_empty() {
             written.push(self.save_index(&IndexFile {

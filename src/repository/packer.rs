@@ -63,11 +63,25 @@ pub struct Packer<'r> {
     failed: Arc<Mutex<Option<String>>>,
     /// What has been stored so far.
     pub stats: PackerStats,
+    /// Bytes of the pack files stored so far.
+    file_bytes: Arc<AtomicU64>,
 }
 
 impl<'r> Packer<'r> {
     /// A packer writing into `repo`, deduplicating against its loaded index.
     pub fn new<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
+        Packer::build(repo, true)
+    }
+
+    /// A packer that writes no index files of its own: the caller lists
+    /// the packs [`Packer::finish`] returns in the index it writes next
+    /// (prune). Until then they are unindexed, which costs nothing but the
+    /// space: a later prune marks them.
+    pub fn without_index<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
+        Packer::build(repo, false)
+    }
+
+    fn build<S: Locate>(repo: &'r Repository<S>, write_indexes: bool) -> Packer<'r> {
         let core: &Core = &repo.core;
         let pack_size = core.config.pack_size as usize;
         let backend = core.backend.clone();
@@ -75,6 +89,8 @@ impl<'r> Packer<'r> {
         let key = core.key.clone();
         let failed = Arc::new(Mutex::new(None));
         let failed_w = failed.clone();
+        let file_bytes = Arc::new(AtomicU64::new(0));
+        let file_bytes_w = file_bytes.clone();
         let uploads = backend.write_concurrency().max(1);
         // The writer: `uploads` threads take finished packs from the queue
         // and store them (several at once for a remote store); every
@@ -87,6 +103,7 @@ impl<'r> Packer<'r> {
             let first_error: Mutex<Option<Error>> = Mutex::new(None);
             let store = |pack: Finished| -> Result<()> {
                 let h = Handle::new(FileKind::Pack, pack.id);
+                file_bytes_w.fetch_add(pack.out.len(), Ordering::Relaxed);
                 match pack.kind {
                     BlobType::Tree => backend.write_staged_metadata(h, pack.out)?,
                     BlobType::Data => backend.write_staged(h, pack.out)?,
@@ -97,7 +114,7 @@ impl<'r> Packer<'r> {
                         id: pack.id,
                         blobs: pack.entries,
                     });
-                    (st.0.len() >= INDEX_EVERY).then(|| std::mem::take(&mut st.0))
+                    (write_indexes && st.0.len() >= INDEX_EVERY).then(|| std::mem::take(&mut st.0))
                 };
                 if let Some(batch) = batch {
                     write_index(backend.as_ref(), &key, &batch)?;
@@ -128,6 +145,10 @@ impl<'r> Packer<'r> {
                 return Err(e);
             }
             let (rest, mut all) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !write_indexes {
+                all.extend(rest);
+                return Ok(all);
+            }
             if !rest.is_empty() {
                 if let Err(e) = write_index(backend.as_ref(), &key, &rest) {
                     *lock(&failed_w) = Some(e.to_string());
@@ -151,6 +172,7 @@ impl<'r> Packer<'r> {
             writer: Mutex::new(Some(writer)),
             failed,
             stats: PackerStats::default(),
+            file_bytes,
         }
     }
 
@@ -272,6 +294,11 @@ impl<'r> Packer<'r> {
             self.send(full)?;
         }
         Ok(())
+    }
+
+    /// Bytes of the pack files stored so far.
+    pub fn pack_file_bytes(&self) -> u64 {
+        self.file_bytes.load(Ordering::Relaxed)
     }
 
     /// Claims an id without storing anything (for blobs copied by prune).

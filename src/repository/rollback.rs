@@ -238,7 +238,14 @@ impl<S> Repository<S> {
             return Ok(found);
         };
         found.last_seen = chrono::DateTime::from_timestamp(state.seen, 0).map(|t| t.to_rfc3339());
-        let gone: Vec<String> = state.snapshots.difference(&now_ids).cloned().collect();
+        let mut gone: Vec<String> = state.snapshots.difference(&now_ids).cloned().collect();
+        // A snapshot file that is there but cannot be read is damage
+        // (reported as such), not a rollback; it stays remembered.
+        let mut unreadable = Vec::new();
+        if !gone.is_empty() {
+            let listed: BTreeSet<String> = self.snapshot_ids()?.iter().map(Id::to_hex).collect();
+            (unreadable, gone) = gone.into_iter().partition(|id| listed.contains(id));
+        }
         if !gone.is_empty() {
             let mut explained: BTreeSet<String> =
                 self.forgotten()?.iter().map(Id::to_hex).collect();
@@ -278,8 +285,10 @@ impl<S> Repository<S> {
             }
         }
         // Remember the newer state; what disappeared unexplained stays
-        // remembered, so the warning repeats until it is dealt with.
+        // remembered, so the warning repeats until it is dealt with, and so
+        // does a snapshot that is there but unreadable.
         state.snapshots = now_ids;
+        state.snapshots.extend(unreadable);
         state
             .snapshots
             .extend(found.missing_snapshots.iter().cloned());
