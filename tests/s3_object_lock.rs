@@ -136,6 +136,13 @@ impl Locked {
         run(self.cmd(creds, args))
     }
 
+    /// `init` with a cheap key stretch and `extra` options.
+    fn init(&self, creds: &Creds, extra: &[&str]) {
+        let mut args = vec!["init", "--kdf-memory", "1024", "--kdf-iterations", "1"];
+        args.extend_from_slice(extra);
+        self.run(creds, &args).ok();
+    }
+
     fn backup(&self, creds: &Creds, src: &Path) -> String {
         let r = self
             .run(creds, &["--json", "backup", src.to_str().unwrap()])
@@ -224,21 +231,10 @@ fn backup_only_credentials_cannot_destroy_what_was_backed_up() {
     let ws = Workspace::new();
     let (admin, machine) = (owner(), backup_only());
     let repo = Locked::new(&server, "backup-only");
-    repo.run(
+    repo.init(
         &admin,
-        &[
-            "init",
-            "--kdf-memory",
-            "1024",
-            "--kdf-iterations",
-            "1",
-            "--object-lock",
-            "1d",
-            "--object-lock-mode",
-            "governance",
-        ],
-    )
-    .ok();
+        &["--object-lock", "1d", "--object-lock-mode", "governance"],
+    );
     boto(
         &admin,
         &repo.bucket,
@@ -367,19 +363,7 @@ fn prune_honours_object_lock_and_space_returns_when_it_ends() {
     let admin = owner();
     let repo = Locked::new(&server, "retention");
     let retention = 20u64;
-    repo.run(
-        &admin,
-        &[
-            "init",
-            "--kdf-memory",
-            "1024",
-            "--kdf-iterations",
-            "1",
-            "--object-lock",
-            &format!("{retention}s"),
-        ],
-    )
-    .ok();
+    repo.init(&admin, &["--object-lock", &format!("{retention}s")]);
     let old = tree(&ws, "old", 5);
     let keep = tree(&ws, "keep", 6);
     let keep_manifest = manifest(&keep, ManifestOptions::default());
@@ -453,11 +437,7 @@ fn prune_killed_on_s3_while_backups_run_loses_nothing() {
     let ws = Workspace::new();
     let admin = owner();
     let repo = Locked::new(&server, "kills");
-    repo.run(
-        &admin,
-        &["init", "--kdf-memory", "1024", "--kdf-iterations", "1"],
-    )
-    .ok();
+    repo.init(&admin, &[]);
     let mut kept: Vec<(String, std::path::PathBuf, Manifest)> = Vec::new();
     for round in 0..6u64 {
         let src = tree(&ws, &format!("r{round}"), 100 + round);

@@ -574,6 +574,50 @@ impl S3Backend {
     fn key(h: Handle) -> String {
         h.rel_path()
     }
+
+    /// Every file of `kind` (canonical names only) with what the listing
+    /// says of it.
+    fn list_metadata(&self, kind: FileKind) -> Result<Vec<(Id, opendal::Metadata)>> {
+        let dir = format!("{}/", kind.dir());
+        let entries = self
+            .rt
+            .block_on(
+                self.op(Handle::File(kind, Id::default()))
+                    .list_with(&dir)
+                    .recursive(kind == FileKind::Pack)
+                    .into_future(),
+            )
+            .map_err(|e| {
+                if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket")
+                {
+                    self.no_such_bucket()
+                } else {
+                    backend_error(&format!("{}/{dir}", self.location.display()), "list", e)
+                }
+            })?;
+        let mut out = Vec::new();
+        for e in entries {
+            if !e.metadata().is_file() {
+                continue;
+            }
+            let path = e.path().trim_start_matches('/');
+            let Some(rest) = path.strip_prefix(&dir) else {
+                continue;
+            };
+            let name = match kind {
+                FileKind::Pack => match rest.split_once('/') {
+                    Some((fan, name)) if name.starts_with(fan) && fan.len() == 2 => name,
+                    _ => continue,
+                },
+                _ if rest.contains('/') => continue,
+                _ => rest,
+            };
+            if let Some(id) = parse_name(name) {
+                out.push((id, e.metadata().clone()));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The answer to [`S3Backend::signed_request`].
@@ -657,44 +701,11 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<(Id, u64)>> {
-        let dir = format!("{}/", kind.dir());
-        let entries = self
-            .rt
-            .block_on(
-                self.op(Handle::File(kind, Id::default()))
-                    .list_with(&dir)
-                    .recursive(kind == FileKind::Pack)
-                    .into_future(),
-            )
-            .map_err(|e| {
-                if e.kind() == ErrorKind::ConfigInvalid && format!("{e:?}").contains("NoSuchBucket")
-                {
-                    self.no_such_bucket()
-                } else {
-                    backend_error(&format!("{}/{dir}", self.location.display()), "list", e)
-                }
-            })?;
-        let mut out = Vec::new();
-        for e in entries {
-            if !e.metadata().is_file() {
-                continue;
-            }
-            let path = e.path().trim_start_matches('/');
-            let Some(rest) = path.strip_prefix(&dir) else {
-                continue;
-            };
-            let name = match kind {
-                FileKind::Pack => match rest.split_once('/') {
-                    Some((fan, name)) if name.starts_with(fan) && fan.len() == 2 => name,
-                    _ => continue,
-                },
-                _ if rest.contains('/') => continue,
-                _ => rest,
-            };
-            if let Some(id) = parse_name(name) {
-                out.push((id, e.metadata().content_length()));
-            }
-        }
+        let mut out: Vec<(Id, u64)> = self
+            .list_metadata(kind)?
+            .into_iter()
+            .map(|(id, m)| (id, m.content_length()))
+            .collect();
         out.sort();
         Ok(out)
     }

@@ -341,32 +341,17 @@ impl S3Backend {
 
     /// Files of `kind` with their last-modified times.
     pub(super) fn list_times(&self, kind: FileKind) -> Result<Vec<(Id, i64)>> {
-        let dir = format!("{}/", kind.dir());
-        let entries = self
-            .rt
-            .block_on(
-                self.op(Handle::File(kind, Id::default()))
-                    .list_with(&dir)
-                    .recursive(kind == FileKind::Pack)
-                    .into_future(),
-            )
-            .map_err(|e| super::backend_error(&self.location.display(), "list", e))?;
-        let mut out = Vec::new();
-        for e in entries {
-            let m = e.metadata();
-            if !m.is_file() {
-                continue;
-            }
-            let name = e.path().rsplit('/').next().unwrap_or("");
-            if let Some(id) = parse_name(name) {
+        Ok(self
+            .list_metadata(kind)?
+            .into_iter()
+            .map(|(id, m)| {
                 let t = m
                     .last_modified()
                     .map(|t| t.into_inner().as_second())
                     .unwrap_or(0);
-                out.push((id, t));
-            }
-        }
-        Ok(out)
+                (id, t)
+            })
+            .collect())
     }
 
     /// Deletes every version of `h` (a versioned bucket keeps the content

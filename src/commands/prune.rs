@@ -1016,16 +1016,7 @@ fn copy_group(
             })
             .collect()
     };
-    let blobs = match read() {
-        Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
-            if repo.core_ref().recover_pack(h) {
-                read()?
-            } else {
-                return Err(e);
-            }
-        }
-        r => r?,
-    };
+    let blobs = repo.core_ref().with_original_pack(h, read)?;
     for (e, encoded) in blobs {
         packer.add_encoded(e.kind, e.id, &encoded, e.raw_length as usize)?;
     }

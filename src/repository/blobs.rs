@@ -119,16 +119,10 @@ impl<S: Locate> Repository<S> {
         loc: BlobLocation,
         base: blob::BaseLookup,
     ) -> Result<Vec<u8>> {
-        match self.read_copy_once(kind, id, pack, loc, base) {
-            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
-                if self.core.recover_pack(Handle::new(FileKind::Pack, pack)) {
-                    self.read_copy_once(kind, id, pack, loc, base)
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+        self.core
+            .with_original_pack(Handle::new(FileKind::Pack, pack), || {
+                self.read_copy_once(kind, id, pack, loc, base)
+            })
     }
 
     fn read_copy_once(

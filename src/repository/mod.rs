@@ -488,6 +488,26 @@ impl Core {
         original::recover_pack(self.backend.as_ref(), h, &|m| self.warn(m))
     }
 
+    /// Runs `read` (something read from pack `h`); if that fails as
+    /// damage or a missing file and the storage kept an intact original of
+    /// the pack, runs it once more against the original.
+    pub(crate) fn with_original_pack<T>(
+        &self,
+        h: Handle,
+        read: impl Fn() -> Result<T>,
+    ) -> Result<T> {
+        match read() {
+            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
+                if self.recover_pack(h) {
+                    read()
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
     /// Removes a file the repository no longer needs: deletes it, or, when
     /// Object Lock still retains it, hides it (a delete marker; prune
     /// deletes the retained version once its retention ends).

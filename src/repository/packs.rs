@@ -15,16 +15,10 @@ impl<S> Repository<S> {
     /// Reads one pack's header with ranged reads (trailer, then header) and
     /// returns its entries, validated against the pack's size.
     pub fn read_pack_header(&self, id: &Id) -> Result<Vec<PackEntry>> {
-        match self.read_pack_header_once(id) {
-            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
-                if self.core.recover_pack(Handle::new(FileKind::Pack, *id)) {
-                    self.read_pack_header_once(id)
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+        self.core
+            .with_original_pack(Handle::new(FileKind::Pack, *id), || {
+                self.read_pack_header_once(id)
+            })
     }
 
     fn read_pack_header_once(&self, id: &Id) -> Result<Vec<PackEntry>> {
