@@ -127,9 +127,11 @@ pub fn copy_database(src: &Path, opts: &SqliteOptions) -> Result<DatabaseCopy> {
     )
     .map_err(|e| db_err(src, e))?;
     source
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(opts.busy_timeout)
         .map_err(|e| db_err(src, e))?;
-    // Reading the journal mode also proves it is a database at all.
+    // Reading the journal mode also proves it is a database at all. A
+    // writer in rollback-journal mode may hold its lock for a while: wait
+    // as long as the copy itself may (not a fixed few seconds).
     let journal_mode: String = source
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(|e| db_err(src, e))?;
