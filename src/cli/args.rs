@@ -464,6 +464,9 @@ pub struct KdfArgs {
     /// Argon2id passes for the new key file
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub kdf_iterations: u32,
+    /// Argon2id lanes for the new key file (computed side by side)
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub kdf_parallelism: u32,
 }
 
 /// The source repository of `copy` (and of `init --copy-chunker-params`).

@@ -151,7 +151,7 @@ fn kdf(a: &KdfArgs) -> Result<KdfParams> {
     let k = KdfParams {
         memory_kib: a.kdf_memory,
         iterations: a.kdf_iterations,
-        parallelism: 1,
+        parallelism: a.kdf_parallelism,
     };
     k.validate().map_err(|e| anyhow!(e))?;
     Ok(k)
