@@ -270,6 +270,8 @@ pub struct S3Backend {
     write_retention: std::sync::OnceLock<Retention>,
     /// Whether the bucket keeps versions, once asked.
     versioning: std::sync::OnceLock<bool>,
+    /// Whether these credentials may delete, once asked.
+    may_delete: std::sync::OnceLock<bool>,
     /// Reads of these keys go to this version (the original of an
     /// overwritten object).
     pinned: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -282,6 +284,20 @@ impl std::fmt::Debug for S3Backend {
 }
 
 impl S3Backend {
+    /// Stores `bytes` as `h` (no retention); the buffer is handed over,
+    /// not copied.
+    fn put(&self, h: Handle, bytes: Vec<u8>) -> Result<()> {
+        let key = Self::key(h);
+        let w = self
+            .op(h)
+            .write_with(&key, bytes)
+            .if_not_exists(self.options.if_none_match);
+        self.rt
+            .block_on(w.into_future())
+            .map(|_| ())
+            .map_err(|e| self.err(h, "write", e))
+    }
+
     /// A backend for `location` (nothing is sent yet).
     pub fn new(location: S3Location, options: S3Options) -> Result<S3Backend> {
         // rustls needs a process-wide crypto provider; a second install is a no-op.
@@ -292,9 +308,17 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| Error::io("S3 runtime", e))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if location.endpoint.starts_with("http://") {
+            // No TLS to this endpoint: skip loading the system's root
+            // certificates (tens of milliseconds at every start). A
+            // redirect to https would then fail verification, not go
+            // unverified.
+            client = client.tls_certs_only(Vec::new());
+        }
+        let client = client
             .build()
             .map_err(|e| Error::InvalidInput(format!("HTTP client: {e}")))?;
         let transport = Transport {
@@ -355,6 +379,7 @@ impl S3Backend {
             object_lock: std::sync::OnceLock::new(),
             write_retention: std::sync::OnceLock::new(),
             versioning: std::sync::OnceLock::new(),
+            may_delete: std::sync::OnceLock::new(),
             pinned: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -761,15 +786,7 @@ impl Backend for S3Backend {
         if let Some(rule) = self.write_retention.get() {
             return self.put_retained(h, bytes, rule);
         }
-        let key = Self::key(h);
-        let w = self
-            .op(h)
-            .write_with(&key, bytes.to_vec())
-            .if_not_exists(self.options.if_none_match);
-        self.rt
-            .block_on(w.into_future())
-            .map(|_| ())
-            .map_err(|e| self.err(h, "write", e))
+        self.put(h, bytes.to_vec())
     }
 
     fn write_staged(&self, h: Handle, staged: Staged) -> Result<()> {
@@ -777,7 +794,10 @@ impl Backend for S3Backend {
             StagedData::Memory(v) => v,
             StagedData::File(f) => std::fs::read(f.path()).map_err(|e| Error::io(f.path(), e))?,
         };
-        self.write(h, &bytes)
+        if let Some(rule) = self.write_retention.get() {
+            return self.put_retained(h, &bytes, rule);
+        }
+        self.put(h, bytes)
     }
 
     fn remove(&self, h: Handle) -> Result<()> {
@@ -863,19 +883,31 @@ impl Backend for S3Backend {
     }
 
     fn check_may_delete(&self) -> Result<()> {
+        let probe = format!("{}locks/permission-probe", self.location.prefix);
+        let probe = probe.trim_start_matches('/').to_string();
+        let denied = || {
+            Err(Error::PermissionDenied(format!(
+                "{}: the credentials (AWS_ACCESS_KEY_ID {}) may not delete objects (s3:DeleteObject is denied for {probe})",
+                self.location.display(),
+                self.options.credentials.access_key
+            )))
+        };
+        // The answer does not change while the process runs (it may have
+        // been asked while the key was stretched).
+        if let Some(allowed) = self.may_delete.get() {
+            return if *allowed { Ok(()) } else { denied() };
+        }
         // Deleting a name that never exists: allowed or denied by the same
         // policy as any other delete (a versioned bucket records a delete
         // marker, which listings never show).
-        let probe = format!("{}locks/permission-probe", self.location.prefix);
-        let probe = probe.trim_start_matches('/').to_string();
         match self.rt.block_on(self.meta.delete("locks/permission-probe")) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let _ = self.may_delete.set(true);
+                Ok(())
+            }
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                Err(Error::PermissionDenied(format!(
-                    "{}: the credentials (AWS_ACCESS_KEY_ID {}) may not delete objects (s3:DeleteObject is denied for {probe})",
-                    self.location.display(),
-                    self.options.credentials.access_key
-                )))
+                let _ = self.may_delete.set(false);
+                denied()
             }
             Err(e) => Err(backend_error(&self.location.display(), "delete", e)),
         }

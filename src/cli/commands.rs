@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         cache_dir: g.cache_dir.clone(),
         no_cache: g.no_cache,
         session_ttl: None,
+        will_delete: false,
         on_warning: Some(repository::WarningHandler(std::sync::Arc::new(
             |m: &str| err!("cairn: warning: {}", output::escape(m)),
         ))),
@@ -107,6 +108,19 @@ impl Ctx<'_> {
     /// Opens the repository: first whether it exists (so a missing one is
     /// reported before any password prompt), then the password.
     pub(super) fn open(&self) -> Result<Repository> {
+        self.open_with(self.open_options.clone())
+    }
+
+    /// Opens the repository for a command that deletes (asking the storage
+    /// whether the credentials may while the key is stretched).
+    pub(super) fn open_to_delete(&self) -> Result<Repository> {
+        self.open_with(OpenOptions {
+            will_delete: true,
+            ..self.open_options.clone()
+        })
+    }
+
+    fn open_with(&self, options: OpenOptions) -> Result<Repository> {
         let conn = repository::connect(self.location()?, &self.backend_options()?)?;
         // Before asking at the terminal, make sure there is something to
         // open (otherwise opening says so, without a request of its own).
@@ -114,7 +128,7 @@ impl Ctx<'_> {
             return Err(cairn::Error::NotARepository(conn.location()).into());
         }
         let pw = password::get(&self.sources(), "enter password for repository: ", false)?;
-        Ok(conn.open(&pw, self.open_options.clone())?)
+        Ok(conn.open(&pw, options)?)
     }
 
     /// Opens the `--from-repo` repository with its own password sources.
@@ -654,7 +668,10 @@ fn key(ctx: &Ctx, k: &KeyCommand) -> Result<i32> {
     if let KeyCommand::Add(a) | KeyCommand::Passwd(a) = k {
         kdf(&a.kdf)?;
     }
-    let repo = ctx.open()?;
+    let repo = match k {
+        KeyCommand::Passwd(_) | KeyCommand::Remove { .. } => ctx.open_to_delete()?,
+        _ => ctx.open()?,
+    };
     match k {
         KeyCommand::List => {
             let keys = cmd::key::list(&repo)?;
@@ -810,7 +827,7 @@ fn print_prune_report(ctx: &Ctx, r: &cmd::prune::PruneReport) -> Result<()> {
 
 fn prune(ctx: &Ctx, a: &PruneCmd) -> Result<i32> {
     let opts = prune_options(&a.opts, a.dry_run)?;
-    let repo = ctx.open()?;
+    let repo = ctx.open_to_delete()?;
     let r = cmd::prune::prune(&repo, &opts)?;
     print_prune_report(ctx, &r)?;
     Ok(EXIT_OK)
@@ -862,7 +879,7 @@ fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<i32> {
         },
     };
     opts.validate()?;
-    let repo = ctx.open()?;
+    let repo = ctx.open_to_delete()?;
     let r = cmd::forget::forget(&repo, &opts)?;
     let forget_json = match &r.decision {
         cmd::forget::ForgetDecision::Ids(ids) => {
@@ -1099,7 +1116,7 @@ fn stats(ctx: &Ctx) -> Result<i32> {
 }
 
 fn unlock(ctx: &Ctx, remove_all: bool) -> Result<i32> {
-    let repo = ctx.open()?;
+    let repo = ctx.open_to_delete()?;
     let n = repo.unlock(remove_all)?;
     if ctx.g.json {
         print_json(&json!({"removed_locks": n}))?;
@@ -1125,7 +1142,7 @@ fn unlock(ctx: &Ctx, remove_all: bool) -> Result<i32> {
 }
 
 fn repair(ctx: &Ctx, c: &RepairCommand) -> Result<i32> {
-    let repo = ctx.open()?;
+    let repo = ctx.open_to_delete()?;
     match c {
         RepairCommand::Index => {
             let r = cmd::repair::repair_index(&repo)?;

@@ -479,7 +479,7 @@ pub(super) fn tag(ctx: &Ctx, a: &TagArgs) -> Result<i32> {
         set: (!a.set.is_empty()).then(|| split(&a.set)),
     };
     change.validate()?;
-    let repo = ctx.open()?;
+    let repo = ctx.open_to_delete()?;
     let r = cmd::tag::tag(&repo, &a.snapshots, &filter(&a.filter), &change)?;
     if ctx.g.json {
         print_json(&json!({

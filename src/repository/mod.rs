@@ -94,6 +94,10 @@ pub struct OpenOptions {
     /// it instead of stretching the password again (`wal push`/`wal fetch`,
     /// run once per WAL segment); see `session.rs` for why this is safe.
     pub session_ttl: Option<Duration>,
+    /// The command will delete: the storage is asked whether these
+    /// credentials may (see [`Repository::check_may_delete`]) while the key
+    /// is stretched, so that the round trip costs no time of its own.
+    pub will_delete: bool,
 }
 
 /// A callback for warnings: damage that cost one object but not the
@@ -275,6 +279,11 @@ impl Connection {
         let hint = key_hint_path(backend.as_ref(), &options);
         let (config_bytes, unlocked) = std::thread::scope(|s| {
             let config = s.spawn(|| backend.read(Handle::Config));
+            if options.will_delete {
+                // The backend remembers the answer; the command asks again
+                // (and reports a refusal) once the repository is open.
+                s.spawn(|| backend.check_may_delete());
+            }
             let hinted = hint
                 .as_deref()
                 .and_then(|p| std::fs::read_to_string(p).ok())
