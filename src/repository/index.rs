@@ -357,14 +357,15 @@ impl<S> super::Repository<S> {
         self.write_file(FileKind::Index, &f.encode(&self.core.key)?)
     }
 
-    /// Writes index files describing `packs` that together replace the
-    /// index files `supersedes`. The packs are spread over files of at most
-    /// [`INDEX_FILE_BLOBS`] blobs, written first (packs waiting for deletion,
-    /// `marked`, in files of their own); a last, pack-less file carries the
-    /// `supersedes` list. Until that last file is durable the old files stay
-    /// authoritative, so a crash never leaves a pack unlisted. Every file
-    /// records `time` (when prune or repair wrote it). Returns the ids of
-    /// all files written.
+    /// Writes index files describing `packs` (and the packs waiting for
+    /// deletion, `marked`) that together replace the index files
+    /// `supersedes`. They are spread over files of at most
+    /// [`INDEX_FILE_BLOBS`] blobs; the last file also carries the
+    /// `supersedes` list and is written only once the others are durable.
+    /// Until it is, the old files stay authoritative, so a crash never
+    /// leaves a pack unlisted (most prunes need one file, written
+    /// atomically). Every file records `time` (when prune or repair wrote
+    /// it). Returns the ids of all files written.
     pub fn save_index_replacing(
         &self,
         packs: Vec<IndexPack>,
@@ -372,24 +373,43 @@ impl<S> super::Repository<S> {
         supersedes: Vec<Id>,
         time: i64,
     ) -> Result<Vec<Id>> {
-        let ext = |marked: Vec<MarkedPack>| Some(IndexPrune { time, marked });
-        let mut files: Vec<IndexFile> = batches(packs, |p| p.blobs.len())
-            .into_iter()
-            .map(|batch| IndexFile {
-                packs: batch,
-                supersedes: Vec::new(),
-                prune: ext(Vec::new()),
-            })
-            .collect();
-        files.extend(
-            batches(marked, |m| m.pack.blobs.len().max(1))
-                .into_iter()
-                .map(|batch| IndexFile {
-                    packs: Vec::new(),
-                    supersedes: Vec::new(),
-                    prune: ext(batch),
-                }),
-        );
+        let fresh = || IndexFile {
+            packs: Vec::new(),
+            supersedes: Vec::new(),
+            prune: Some(IndexPrune {
+                time,
+                marked: Vec::new(),
+            }),
+        };
+        let mut files: Vec<IndexFile> = Vec::new();
+        let mut blobs = 0usize;
+        // Starts a new file when the next `n` blobs do not fit the current.
+        let mut make_room = |files: &mut Vec<IndexFile>, n: usize| {
+            if files.is_empty() || (blobs > 0 && blobs + n > INDEX_FILE_BLOBS) {
+                files.push(fresh());
+                blobs = 0;
+            }
+            blobs += n;
+        };
+        for p in packs {
+            make_room(&mut files, p.blobs.len());
+            if let Some(f) = files.last_mut() {
+                f.packs.push(p);
+            }
+        }
+        for m in marked {
+            make_room(&mut files, m.pack.blobs.len().max(1));
+            if let Some(ext) = files.last_mut().and_then(|f| f.prune.as_mut()) {
+                ext.marked.push(m);
+            }
+        }
+        let last = if supersedes.is_empty() {
+            None
+        } else {
+            let mut last = files.pop().unwrap_or_else(fresh);
+            last.supersedes = supersedes;
+            Some(last)
+        };
         // These are written side by side (on a remote store each waits on
         // the network); the superseding file only once all are durable.
         let at_once = self.core.backend.write_concurrency().max(1);
@@ -415,12 +435,8 @@ impl<S> super::Repository<S> {
                 written.push(id?);
             }
         }
-        if !supersedes.is_empty() {
-            written.push(self.save_index(&IndexFile {
-                packs: Vec::new(),
-                supersedes,
-                prune: ext(Vec::new()),
-            })?);
+        if let Some(last) = last {
+            written.push(self.save_index(&last)?);
         }
         Ok(written)
     }
@@ -439,26 +455,6 @@ impl<S> super::Repository<S> {
             .map(|(id, _)| Ok((id, read_index_file(&self.core, &id)?)))
             .collect()
     }
-}
-
-/// Splits `items` into runs of at most [`INDEX_FILE_BLOBS`] blobs (a run
-/// holds at least one item).
-fn batches<T>(items: Vec<T>, blobs: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    let mut n = 0usize;
-    for item in items {
-        n += blobs(&item);
-        batch.push(item);
-        if n >= INDEX_FILE_BLOBS {
-            out.push(std::mem::take(&mut batch));
-            n = 0;
-        }
-    }
-    if !batch.is_empty() {
-        out.push(batch);
-    }
-    out
 }
 
 /// Where a blob can be read.
