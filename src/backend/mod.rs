@@ -325,8 +325,13 @@ enum StagedInner {
 impl Staged {
     /// Staging in memory.
     pub fn in_memory() -> Staged {
+        Staged::in_memory_with_capacity(0)
+    }
+
+    /// Staging in memory, with room for `capacity` bytes reserved.
+    pub fn in_memory_with_capacity(capacity: usize) -> Staged {
         Staged {
-            inner: StagedInner::Memory(Vec::new()),
+            inner: StagedInner::Memory(Vec::with_capacity(capacity)),
             len: 0,
         }
     }

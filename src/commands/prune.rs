@@ -259,6 +259,10 @@ pub fn prune<S>(repo: &Repository<S>, opts: &PruneOptions) -> Result<PruneReport
     let plain = repo.without_index();
     let (lock, refs) = std::thread::scope(|s| {
         let refs = s.spawn(|| load_references(&plain));
+        // Whether the storage retains objects is asked now too (the
+        // backend remembers it for the plan).
+        let backend = repo.backend();
+        s.spawn(move || backend.object_lock());
         let lock = repo.lock_exclusive();
         let refs = refs
             .join()
@@ -925,7 +929,7 @@ fn remove_all(repo: &Repository<FullIndex>, files: &[Handle]) -> Result<()> {
 /// Returns the new packs.
 fn repack(repo: &Repository<FullIndex>, plans: &[PackPlan]) -> Result<(Vec<IndexPack>, u64)> {
     // The new packs go into the index prune writes next.
-    let packer = Packer::without_index(repo);
+    let packer = Packer::for_repack(repo);
     // Only what is kept is read: neighbouring kept blobs with one request
     // (small gaps read through), not the whole pack.
     let mut work: Vec<(Id, Vec<&PackEntry>)> = Vec::new();
@@ -998,29 +1002,33 @@ fn copy_group(
     let start = group[0].offset;
     let last = group[group.len() - 1];
     let end = last.offset + u64::from(last.length);
-    let read = || -> Result<Vec<(&PackEntry, Vec<u8>)>> {
+    // The run is read and every blob in it checked before any is copied.
+    let read = || -> Result<Vec<u8>> {
         let bytes = repo
             .backend()
             .read_range(h, start, (end - start) as usize)?;
-        group
-            .iter()
-            .map(|e| {
-                let from = (e.offset - start) as usize;
-                let encoded = bytes
-                    .get(from..from + e.length as usize)
-                    .ok_or_else(|| Error::corrupt(&what, "pack is shorter than its index entry"))?;
-                blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
-                    repo.read_base(b)
-                })?;
-                Ok((*e, encoded.to_vec()))
-            })
-            .collect()
+        for e in group {
+            let encoded = blob_bytes(&bytes, start, e, &what)?;
+            blob::decode(repo.key(), e.kind, &e.id, encoded, &what, &|b| {
+                repo.read_base(b)
+            })?;
+        }
+        Ok(bytes)
     };
-    let blobs = repo.core_ref().with_original_pack(h, read)?;
-    for (e, encoded) in blobs {
-        packer.add_encoded(e.kind, e.id, &encoded, e.raw_length as usize)?;
+    let bytes = repo.core_ref().with_original_pack(h, read)?;
+    for e in group {
+        let encoded = blob_bytes(&bytes, start, e, &what)?;
+        packer.add_encoded(e.kind, e.id, encoded, e.raw_length as usize)?;
     }
     Ok(())
+}
+
+/// The bytes of blob `e` in a read of its pack from offset `start` on.
+fn blob_bytes<'a>(bytes: &'a [u8], start: u64, e: &PackEntry, what: &str) -> Result<&'a [u8]> {
+    let from = (e.offset - start) as usize;
+    bytes
+        .get(from..from + e.length as usize)
+        .ok_or_else(|| Error::corrupt(what, "pack is shorter than its index entry"))
 }
 
 /// Unneeded bytes between kept blobs that repacking reads through rather

@@ -65,6 +65,8 @@ pub struct Packer<'r> {
     pub stats: PackerStats,
     /// Bytes of the pack files stored so far.
     file_bytes: Arc<AtomicU64>,
+    /// Fill packs in memory instead of the backend's staging area.
+    stage_in_memory: bool,
 }
 
 impl<'r> Packer<'r> {
@@ -73,12 +75,17 @@ impl<'r> Packer<'r> {
         Packer::build(repo, true)
     }
 
-    /// A packer that writes no index files of its own: the caller lists
-    /// the packs [`Packer::finish`] returns in the index it writes next
-    /// (prune). Until then they are unindexed, which costs nothing but the
-    /// space: a later prune marks them.
-    pub fn without_index<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
-        Packer::build(repo, false)
+    /// A packer for repacking (prune). It writes no index files of its
+    /// own: the caller lists the packs [`Packer::finish`] returns in the
+    /// index it writes next. Until then they are unindexed, which costs
+    /// nothing but the space: a later prune marks them. For a remote store
+    /// packs are filled in memory rather than in a temporary file: they are
+    /// read back into memory for the upload anyway, and repacking keeps few
+    /// packs open at once.
+    pub fn for_repack<S: Locate>(repo: &'r Repository<S>) -> Packer<'r> {
+        let mut p = Packer::build(repo, false);
+        p.stage_in_memory = repo.core.backend.is_remote();
+        p
     }
 
     fn build<S: Locate>(repo: &'r Repository<S>, write_indexes: bool) -> Packer<'r> {
@@ -173,6 +180,7 @@ impl<'r> Packer<'r> {
             failed,
             stats: PackerStats::default(),
             file_bytes,
+            stage_in_memory: false,
         }
     }
 
@@ -280,7 +288,13 @@ impl<'r> Packer<'r> {
                 BlobType::Tree => &mut b.tree,
             };
             if slot.is_none() {
-                *slot = Some(PackWriter::new(self.core.backend.stage()?, kind));
+                let staged = if self.stage_in_memory {
+                    // Room for a full pack and its header: no regrowing.
+                    Staged::in_memory_with_capacity(self.pack_size + (self.pack_size >> 4))
+                } else {
+                    self.core.backend.stage()?
+                };
+                *slot = Some(PackWriter::new(staged, kind));
             }
             let builder = slot.as_mut().expect("just created");
             builder.add(id, encoded, raw_len).map_err(staging_error)?;
