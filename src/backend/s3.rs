@@ -825,19 +825,11 @@ impl Backend for S3Backend {
             }
             return Ok(());
         }
-        let (packs, other): (Vec<Handle>, Vec<Handle>) = hs
-            .iter()
-            .partition(|h| matches!(h, Handle::File(FileKind::Pack, _)));
-        for group in [packs, other] {
-            let Some(first) = group.first().copied() else {
-                continue;
-            };
-            let keys: Vec<String> = group.iter().map(|h| Self::key(*h)).collect();
-            self.rt
-                .block_on(self.op(first).delete_iter(keys))
-                .map_err(|e| self.err(first, "delete", e))?;
-        }
-        Ok(())
+        // One request names up to 1,000 keys, of any kind.
+        let keys: Vec<String> = hs.iter().map(|h| Self::key(*h)).collect();
+        self.rt
+            .block_on(self.meta.delete_iter(keys))
+            .map_err(|e| self.err(hs[0], "delete", e))
     }
 
     fn object_lock(&self) -> Result<Option<Retention>> {
@@ -899,8 +891,13 @@ impl Backend for S3Backend {
         }
         // Deleting a name that never exists: allowed or denied by the same
         // policy as any other delete (a versioned bucket records a delete
-        // marker, which listings never show).
-        match self.rt.block_on(self.meta.delete("locks/permission-probe")) {
+        // marker, which listings never show). Whether the bucket keeps
+        // versions, which decides how deleting works, is asked meanwhile.
+        let probed = std::thread::scope(|s| {
+            s.spawn(|| self.versioned());
+            self.rt.block_on(self.meta.delete("locks/permission-probe"))
+        });
+        match probed {
             Ok(()) => {
                 let _ = self.may_delete.set(true);
                 Ok(())

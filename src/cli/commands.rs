@@ -776,11 +776,18 @@ fn print_prune_report(ctx: &Ctx, r: &cmd::prune::PruneReport) -> Result<()> {
                 bytes(r.bytes_unused_kept)
             )?;
         }
-        if r.packs_due_deleted > 0 || r.index_files_deleted > 0 {
+        if r.packs_due_deleted > 0 {
             writeln!(
                 out,
-                "prune {verb} delete {} packs and {} index files marked by earlier runs",
-                r.packs_due_deleted, r.index_files_deleted
+                "prune {verb} delete {} packs marked by earlier runs",
+                r.packs_due_deleted
+            )?;
+        }
+        if r.index_files_deleted > 0 {
+            writeln!(
+                out,
+                "prune {verb} delete {} index files the new index replaces",
+                r.index_files_deleted
             )?;
         }
         if r.packs_revived > 0 {

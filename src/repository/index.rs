@@ -655,15 +655,10 @@ mod tests {
         }
     }
 
-    /// An interrupted prune leaves old files beside their replacement and
-    /// the file that supersedes them: the superseded files are not live,
-    /// whatever order the names sort in, and the packs of live files are
-    /// all there (the rebuild after finding superseded files starts afresh).
-    #[test]
-    fn superseded_files_are_skipped() {
-        let repo = crate::repository::Connection::new(std::sync::Arc::new(
-            crate::backend::MemoryBackend::new(),
-        ))
+    fn memory_repo() -> crate::repository::Repository {
+        crate::repository::Connection::new(
+            std::sync::Arc::new(crate::backend::MemoryBackend::new()),
+        )
         .init(
             b"pw",
             &crate::repository::InitOptions {
@@ -675,7 +670,94 @@ mod tests {
                 ..Default::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Pack `n` with `blobs` blobs (ids unique over packs below 2^16).
+    fn pack_of(n: u16, blobs: usize) -> IndexPack {
+        let mut id = [0u8; 32];
+        id[..2].copy_from_slice(&n.to_le_bytes());
+        IndexPack {
+            id: Id(id),
+            blobs: (0..blobs)
+                .map(|i| {
+                    let mut b = [1u8; 32];
+                    b[..2].copy_from_slice(&n.to_le_bytes());
+                    b[2..10].copy_from_slice(&(i as u64).to_le_bytes());
+                    PackEntry {
+                        id: Id(b),
+                        offset: 100 * i as u64,
+                        ..entry(0)
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Prune's index: one file when it fits (packs, marked packs and
+    /// `supersedes` together, so it takes effect atomically); else files of
+    /// at most INDEX_FILE_BLOBS blobs, the one written last superseding.
+    #[test]
+    fn replacing_index_is_one_file_when_it_fits_and_supersedes_last() {
+        let repo = memory_repo();
+        let old = repo.save_index(&IndexFile {
+            packs: vec![pack_of(1, 3)],
+            supersedes: vec![],
+            prune: None,
+        });
+        let old = old.unwrap();
+        let marked = |n: u16, blobs: usize| MarkedPack {
+            pack: pack_of(n, blobs),
+            marked_at: 7,
+        };
+        let ids = repo
+            .save_index_replacing(vec![pack_of(2, 5)], vec![marked(3, 0)], vec![old], 9)
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+        let f = repo.read_index_file(&ids[0]).unwrap();
+        assert_eq!(f.packs.len(), 1);
+        assert_eq!(f.supersedes, vec![old]);
+        let ext = f.prune.unwrap();
+        assert_eq!((ext.time, ext.marked.len()), (9, 1));
+
+        // 2.5 files' worth of blobs, some of them in marked packs.
+        let per = INDEX_FILE_BLOBS / 4;
+        let packs: Vec<IndexPack> = (10..18).map(|n| pack_of(n, per)).collect();
+        let marked: Vec<MarkedPack> = (20..22).map(|n| marked(n, per)).collect();
+        let ids = repo
+            .save_index_replacing(packs, marked, vec![old, ids[0]], 9)
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        let files: Vec<IndexFile> = ids
+            .iter()
+            .map(|id| repo.read_index_file(id).unwrap())
+            .collect();
+        let blobs = |f: &IndexFile| {
+            f.packs.iter().map(|p| p.blobs.len()).sum::<usize>()
+                + f.prune
+                    .as_ref()
+                    .map_or(0, |e| e.marked.iter().map(|m| m.pack.blobs.len()).sum())
+        };
+        assert!(files.iter().all(|f| blobs(f) <= INDEX_FILE_BLOBS));
+        assert_eq!(files.iter().map(blobs).sum::<usize>(), 10 * per);
+        assert!(files[..2].iter().all(|f| f.supersedes.is_empty()));
+        assert_eq!(files[2].supersedes.len(), 2);
+        // Every pack listed once, every marked pack marked once.
+        let listed: usize = files.iter().map(|f| f.packs.len()).sum();
+        let marked: usize = files
+            .iter()
+            .map(|f| f.prune.as_ref().map_or(0, |e| e.marked.len()))
+            .sum();
+        assert_eq!((listed, marked), (8, 2));
+    }
+
+    /// An interrupted prune leaves old files beside their replacement and
+    /// the file that supersedes them: the superseded files are not live,
+    /// whatever order the names sort in, and the packs of live files are
+    /// all there (the rebuild after finding superseded files starts afresh).
+    #[test]
+    fn superseded_files_are_skipped() {
+        let repo = memory_repo();
         let pack = |n: u8| IndexPack {
             id: Id([n; 32]),
             blobs: vec![entry(n)],

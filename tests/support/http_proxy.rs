@@ -298,8 +298,9 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
+        let mut down = 0;
         if !no_body {
-            let down = relay_body(&resp, &mut from_server, &mut to_client, true)?;
+            down = relay_body(&resp, &mut from_server, &mut to_client, true)?;
             st.bytes_down.fetch_add(down, Ordering::Relaxed);
         }
         to_client.flush()?;
@@ -309,7 +310,7 @@ fn serve(client: TcpStream, upstream: &str, st: &ProxyState) -> std::io::Result<
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
             eprintln!(
-                "{:.3} {:>5} ms {status} {method} {target}",
+                "{:.3} {:>5} ms {status} {method} {target} up={up} down={down}",
                 now.as_secs_f64(),
                 started.elapsed().as_millis()
             );
